@@ -1,0 +1,3 @@
+"""longcat-monitor: usage and quota monitoring for the LongCat API."""
+
+__all__: list[str] = []

@@ -1,0 +1,151 @@
+"""Settings from ``MONITOR_*`` environment variables, validated once, with named defaults.
+
+A bad value raises :class:`ConfigError` whose message names the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX: Final = "MONITOR_"
+DEFAULT_HOME: Final = Path.home() / ".longcat-monitor"
+DEFAULT_QUOTA: Final = 500_000
+RAISED_QUOTA: Final = 5_000_000
+DEFAULT_QUOTA_TZ: Final = "Asia/Shanghai"
+DEFAULT_ALERT_THRESHOLDS: Final = (50, 80, 90, 100)
+DEFAULT_UPSTREAM_URL: Final = "https://api.longcat.chat"
+DEFAULT_SMTP_PORT: Final = 25
+DEFAULT_QUEUE_SIZE: Final = 10_000
+DEFAULT_BATCH_SIZE: Final = 500
+DEFAULT_FLUSH_INTERVAL_S: Final = 1.0
+DEFAULT_EXIT_FLUSH_TIMEOUT_S: Final = 5.0
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{DEFAULT_HOME / 'monitor.db'}"
+
+
+class ConfigError(ValueError):
+    """A ``MONITOR_*`` setting has a value the monitor cannot use."""
+
+
+class Settings(BaseSettings):
+    """Every setting the monitor reads. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+    )
+
+    database_url: str = Field(default_factory=default_database_url)
+    quota_tz: str = DEFAULT_QUOTA_TZ
+    default_quota: int = Field(DEFAULT_QUOTA, gt=0)
+    alert_thresholds: Annotated[tuple[int, ...], NoDecode] = DEFAULT_ALERT_THRESHOLDS
+    smtp_host: str | None = None
+    smtp_port: int = Field(DEFAULT_SMTP_PORT, gt=0, lt=65536)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    alert_from: str = "longcat-monitor@localhost"
+    alert_to: Annotated[tuple[str, ...], NoDecode] = ()
+    upstream_url: str = DEFAULT_UPSTREAM_URL
+    key_secret: SecretStr | None = None
+    dashboard_url: str | None = None
+    dashboard_password: SecretStr | None = None
+    queue_size: int = Field(DEFAULT_QUEUE_SIZE, gt=0)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, gt=0)
+    flush_interval_s: float = Field(DEFAULT_FLUSH_INTERVAL_S, gt=0)
+    exit_flush_timeout_s: float = Field(DEFAULT_EXIT_FLUSH_TIMEOUT_S, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError(
+                "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB, "
+                f"got a URL starting {value.split(':', 1)[0]!r}"
+            )
+        if value.startswith("postgres:"):
+            value = "postgresql:" + value.removeprefix("postgres:")
+        return value
+
+    @field_validator("quota_tz")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone; expected an IANA name such as Asia/Shanghai"
+            ) from None
+        return value
+
+    @field_validator("alert_thresholds", mode="before")
+    @classmethod
+    def _parse_thresholds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                numbers = sorted({int(p) for p in parts})
+            except ValueError:
+                raise ValueError(
+                    f"expected comma-separated whole percentages such as 50,80,90,100, got {value!r}"
+                ) from None
+            if not numbers or any(n <= 0 or n > 1000 for n in numbers):
+                raise ValueError(f"expected percentages between 1 and 1000, got {value!r}")
+            return tuple(numbers)
+        return value
+
+    @field_validator("alert_to", mode="before")
+    @classmethod
+    def _parse_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            addresses = tuple(a.strip() for a in value.split(",") if a.strip())
+            for address in addresses:
+                if "@" not in address:
+                    raise ValueError(f"expected e-mail addresses separated by commas, got {address!r}")
+            return addresses
+        return value
+
+    @field_validator("upstream_url", "dashboard_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.quota_tz)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        name = ENV_PREFIX + ".".join(str(part) for part in problem["loc"][:1]).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise :class:`ConfigError` naming any bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,74 @@
+"""Plain data types passed between the wrapper, the recorder and the store."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final, Literal
+
+Api = Literal["openai", "anthropic", "other"]
+UsageSource = Literal["reported", "estimated", "none"]
+
+#: Every value ``CallRecord.error_type`` may take (``None`` means success).
+ERROR_TYPES: Final = (
+    "auth",
+    "permission",
+    "rate_limit",
+    "bad_request",
+    "context_length_exceeded",
+    "not_found",
+    "server_error",
+    "overloaded",
+    "timeout",
+    "connection",
+    "stream_interrupted",
+    "stream_error",
+)
+
+#: Error classes of calls that never reached the model and so are not billed.
+UNBILLED_ERROR_TYPES: Final = frozenset(
+    {"auth", "permission", "rate_limit", "server_error", "overloaded", "timeout", "connection"}
+)
+
+
+def new_event_id() -> str:
+    """A random id that makes each record unique, so a replayed write lands exactly once."""
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One attempt at one API call, as the monitored transport saw it.
+
+    Timestamps are timezone-aware UTC. Token counts are ``None`` when nothing was reported
+    or estimated. ``labels`` holds the ``monitor.tags(...)`` in force when the call was made.
+    """
+
+    started_at: datetime
+    api: Api
+    endpoint: str
+    method: str = "POST"
+    key_id: str | None = None
+    key_hint: str | None = None
+    model: str | None = None
+    stream: bool = False
+    status_code: int | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after_s: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    usage_source: UsageSource = "none"
+    attempt: int = 0
+    request_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    source: str = "wrapper"
+    event_id: str = field(default_factory=new_event_id)
