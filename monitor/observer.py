@@ -1,0 +1,286 @@
+"""One attempt followed from request to end of body, ending in exactly one CallRecord.
+
+The transport calls ``on_response``, then ``on_chunk`` for each body piece as the caller reads it,
+then ``on_end`` / ``on_body_error`` / ``on_close``. Nothing here raises into the caller except
+:class:`CallerDecodeError`, and only in the one mode where the monitor rewrote the stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from monitor.decoding import DecodeError, Decoder, decoder_for
+from monitor.records import CallRecord
+from monitor.safety import report_failure
+from monitor.sse import SSESplitter
+from monitor.streams import StreamReader, reader_for
+from monitor.usage import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
+
+BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
+BODY_TAIL_KEEP: Final = 64 * 1024
+CLIENT_CLOSED: Final = "client_closed"
+
+
+class CallerDecodeError(Exception):
+    """The body could not be decoded where the monitor decodes it in the caller's place."""
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return any("Timeout" in cls.__name__ for cls in type(exc).__mro__)
+
+
+def exception_error(exc: BaseException, *, during_stream: bool) -> ErrorInfo:
+    """The error class of an exception raised by the inner transport or body stream."""
+    code = type(exc).__name__
+    if _is_timeout(exc):
+        return ErrorInfo("timeout", code, str(exc)[:200] or None)
+    if during_stream:
+        return ErrorInfo("stream_interrupted", code, str(exc)[:200] or None)
+    return ErrorInfo("connection", code, str(exc)[:200] or None)
+
+
+class CallObserver:
+    def __init__(
+        self,
+        record: CallRecord,
+        facts: RequestFacts,
+        submit: Callable[[CallRecord], None],
+        *,
+        strip_usage_chunk: bool = False,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.record = record
+        self.facts = facts
+        self.strip_usage_chunk = strip_usage_chunk
+        self._submit = submit
+        self._clock = clock
+        self._t0 = clock()
+        self._done = False
+        self._observing = True
+        self._status = 0
+        self._retry_after: str | None = None
+        self._decoder: Decoder | None = None
+        self._splitter: SSESplitter | None = None
+        self._reader: StreamReader | None = None
+        self._body: bytearray | None = None
+        self._body_truncated = False
+        self._body_ended = False
+
+    # -- response arrives -------------------------------------------------------------------
+    def on_response(self, status: int, headers: Mapping[str, str]) -> bool:
+        """Note status and headers. Returns True when the body will be rewritten (decoded and
+        the usage chunk removed), so the transport must drop content-encoding/length headers."""
+        self._status = status
+        record = self.record
+        record.status_code = status
+        record.request_id = headers.get("x-request-id") or headers.get("request-id")
+        self._retry_after = headers.get("retry-after")
+        content_type = (headers.get("content-type") or "").lower()
+        is_sse = content_type.startswith("text/event-stream") or (
+            not content_type and self.facts.stream
+        )
+        self.strip_usage_chunk = self.strip_usage_chunk and is_sse and status < 400
+        try:
+            self._decoder = decoder_for(headers.get("content-encoding"))
+        except DecodeError as exc:
+            if self.strip_usage_chunk:
+                self.strip_usage_chunk = False  # cannot decode: leave the bytes alone
+            self._observing = False
+            report_failure("decoding a response", exc)
+        if is_sse:
+            self._splitter = SSESplitter()
+            self._reader = reader_for(record.api)
+        else:
+            self._body = bytearray()
+        return self.strip_usage_chunk
+
+    # -- body -------------------------------------------------------------------------------
+    def on_chunk(self, chunk: bytes) -> bytes:
+        """Observe one body piece; return the bytes the caller gets for it."""
+        if self.strip_usage_chunk:
+            return self._filter(chunk)
+        if self._observing:
+            try:
+                self._observe(chunk)
+            except Exception as exc:
+                self._observing = False
+                report_failure("reading a response body", exc)
+        return chunk
+
+    def _decoded(self, chunk: bytes) -> list[bytes]:
+        assert self._decoder is not None
+        return list(self._decoder.feed(chunk))
+
+    def _observe(self, chunk: bytes) -> None:
+        if self._decoder is None:
+            return
+        try:
+            pieces = self._decoded(chunk)
+        except DecodeError:
+            self._observing = False
+            return
+        for piece in pieces:
+            if self._splitter is not None:
+                for event in self._splitter.feed(piece):
+                    self._read_event(event)
+            else:
+                self._keep_body(piece)
+
+    def _filter(self, chunk: bytes) -> bytes:
+        assert self._splitter is not None
+        try:
+            pieces = self._decoded(chunk)
+        except DecodeError as exc:
+            raise CallerDecodeError(str(exc)) from exc
+        out = bytearray()
+        for piece in pieces:
+            for event in self._splitter.feed(piece):
+                if not self._read_event(event, drop=True):
+                    out += event.raw
+        return bytes(out)
+
+    def _read_event(self, event: object, drop: bool = False) -> bool:
+        assert self._reader is not None
+        reader = self._reader
+        had_content = reader.saw_content
+        try:
+            dropped = reader.consume(event, drop)  # type: ignore[arg-type]
+        except Exception as exc:
+            report_failure("reading a stream event", exc)
+            return False
+        if not had_content and reader.saw_content and self.record.ttft_ms is None:
+            self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
+        return dropped
+
+    def _keep_body(self, piece: bytes) -> None:
+        assert self._body is not None
+        self._body += piece
+        if len(self._body) > BODY_PARSE_LIMIT:
+            self._body_truncated = True
+            del self._body[:-BODY_TAIL_KEEP]
+
+    def on_end(self) -> bytes:
+        """The body was read to its end. Returns bytes still held back for the caller."""
+        self._body_ended = True
+        tail = b""
+        if self.strip_usage_chunk and self._splitter is not None and self._decoder is not None:
+            try:
+                rest = b"".join(self._decoder.finish())
+            except DecodeError as exc:
+                raise CallerDecodeError(str(exc)) from exc
+            out = bytearray(self._filter_decoded(rest))
+            for event in self._splitter.finish():
+                out += event.raw
+            tail = bytes(out)
+        self._finish(None)
+        return tail
+
+    def _filter_decoded(self, piece: bytes) -> bytes:
+        assert self._splitter is not None
+        out = bytearray()
+        for event in self._splitter.feed(piece):
+            if not self._read_event(event, drop=True):
+                out += event.raw
+        return bytes(out)
+
+    def on_request_error(self, exc: BaseException) -> None:
+        self._finish(exception_error(exc, during_stream=False))
+
+    def on_body_error(self, exc: BaseException) -> None:
+        if isinstance(exc, GeneratorExit):
+            return  # the caller stopped reading; on_close tells the rest
+        self._finish(exception_error(exc, during_stream=self._splitter is not None))
+
+    def on_close(self) -> None:
+        if self._done:
+            return
+        reader = self._reader
+        if reader is not None and (reader.ended or reader.error is not None):
+            self._finish(None)  # closed after the end marker: the normal openai SDK path
+        elif self._body_ended or self._status >= 400:
+            self._finish(None)  # an error response need not be read: its status tells the class
+        else:
+            self._finish(ErrorInfo("stream_interrupted", CLIENT_CLOSED, "closed by the caller"))
+
+    # -- the record -------------------------------------------------------------------------
+    def _finish(self, failure: ErrorInfo | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._complete(failure)
+            self._submit(self.record)
+        except Exception as exc:
+            report_failure("recording a call", exc)
+
+    def _complete(self, failure: ErrorInfo | None) -> None:
+        record = self.record
+        record.latency_ms = (self._clock() - self._t0) * 1000.0
+        usage: Usage | None = None
+        error = failure
+        if self._reader is not None:
+            reader = self._reader
+            if self._decoder is not None and self._observing and not self.strip_usage_chunk:
+                for event in self._splitter.finish() if self._splitter else []:
+                    self._read_event(event)
+            record.model = reader.model or record.model
+            usage = reader.usage
+            if reader.error is not None:
+                error = reader.error
+            elif (
+                error is None and not reader.ended and record.api != "other" and self._status < 400
+            ):
+                error = ErrorInfo("stream_interrupted", "no_end_marker", "stream ended early")
+            usage = self._complete_stream_usage(usage, reader)
+        elif self._body is not None and self._status:
+            facts = body_facts(
+                record.api,
+                self._status,
+                bytes(self._body) if self._observing else None,
+                self._retry_after,
+                truncated=self._body_truncated,
+            )
+            record.model = facts.model or record.model
+            usage = facts.usage
+            error = error or facts.error
+        if error is None and self._status >= 400:
+            error = body_facts(record.api, self._status, None, self._retry_after).error
+        if error is not None:
+            record.error_type = error.error_type
+            record.error_code = error.code
+            record.error_message = error.message
+            record.retry_after_s = error.retry_after_s
+        if usage is not None:
+            record.input_tokens = usage.input_tokens
+            record.output_tokens = usage.output_tokens
+            record.total_tokens = usage.total_tokens
+            record.cache_read_tokens = usage.cache_read_tokens
+            record.cache_write_tokens = usage.cache_write_tokens
+            record.reasoning_tokens = usage.reasoning_tokens
+            record.usage_source = usage.source
+
+    def _complete_stream_usage(self, usage: Usage | None, reader: StreamReader) -> Usage | None:
+        """Reported usage where the stream carried it in full; otherwise an estimate from the text
+        seen (keeping any reported input and cache counts)."""
+        if self._status >= 400 or self.record.api == "other":
+            return usage
+        if usage is not None and reader.usage_final:
+            return usage
+        if usage is None and not reader.saw_content:
+            return None  # nothing arrived at all: nothing to estimate
+        facts = self.facts
+        estimate = Usage(source="estimated")
+        if usage is not None and usage.input_tokens is not None:
+            estimate.input_tokens = usage.input_tokens
+            estimate.cache_read_tokens = usage.cache_read_tokens
+            estimate.cache_write_tokens = usage.cache_write_tokens
+        else:
+            estimate.input_tokens = estimate_tokens(facts.prompt_chars, facts.prompt_non_ascii)
+        estimate.output_tokens = estimate_tokens(reader.output_chars, reader.output_non_ascii)
+        total = estimate.input_tokens + estimate.output_tokens
+        if self.record.api == "anthropic":  # anthropic counts cache tokens beside input_tokens
+            total += (estimate.cache_read_tokens or 0) + (estimate.cache_write_tokens or 0)
+        estimate.total_tokens = total
+        return estimate

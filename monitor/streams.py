@@ -1,0 +1,147 @@
+"""Pure readers of the two APIs' SSE streams: usage, model, first content, end marker, errors.
+
+Content chunks are recognised with cheap byte patterns; only the few events that carry usage or
+an error are parsed as JSON, so reading a stream costs the caller almost nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+from monitor.sse import SSEEvent
+from monitor.usage import ErrorInfo, Usage, anthropic_usage, error_fields, openai_usage, text_size
+
+_OPENAI_USAGE: Final = re.compile(rb'"usage"\s*:\s*\{')
+_OPENAI_CONTENT: Final = re.compile(
+    rb'"(?:content|reasoning_content|arguments)"\s*:\s*"((?:[^"\\]|\\.)+)"'
+)
+_ANTHROPIC_DELTA_TEXT: Final = re.compile(
+    rb'"(?:text|thinking|partial_json)"\s*:\s*"((?:[^"\\]|\\.)+)"'
+)
+_MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_ERROR_KEY: Final = re.compile(rb'^\s*\{\s*"error"\s*:')
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _text_chars(matches: list[bytes]) -> tuple[int, int]:
+    chars = non_ascii = 0
+    for raw in matches:
+        c, n = text_size(raw.decode("utf-8", "replace"))
+        chars += c
+        non_ascii += n
+    return chars, non_ascii
+
+
+class StreamReader:
+    """Reads one response's events. ``consume`` says whether to drop the event from the caller's
+    stream (only the usage-only chunk the monitor itself asked for)."""
+
+    ended: bool
+    usage: Usage | None
+    model: str | None
+    error: ErrorInfo | None
+    output_chars: int
+    output_non_ascii: int
+    saw_content: bool
+    usage_final: bool  # the usage seen is the call's final count, not a running one
+
+    def __init__(self) -> None:
+        self.usage_final = False
+        self.ended = False
+        self.usage = None
+        self.model = None
+        self.error = None
+        self.output_chars = 0
+        self.output_non_ascii = 0
+        self.saw_content = False
+
+    def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
+        raise NotImplementedError
+
+    def _count(self, matches: list[bytes]) -> None:
+        if matches:
+            self.saw_content = True
+            chars, non_ascii = _text_chars(matches)
+            self.output_chars += chars
+            self.output_non_ascii += non_ascii
+
+    def _error_event(self, payload: Any) -> None:
+        kind, code, message, _ = error_fields(payload)
+        self.error = ErrorInfo("stream_error", code or kind, message)
+
+
+class OpenAIStreamReader(StreamReader):
+    def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
+        data = event.data
+        if data is None:
+            return False
+        if data.strip() == b"[DONE]":
+            self.ended = True
+            return False
+        if self.model is None and (found := _MODEL.search(data)):
+            self.model = found.group(1).decode("utf-8", "replace")
+        if _ERROR_KEY.match(data) or event.name == "error":
+            self._error_event(_loads(data))
+            return False
+        self._count(_OPENAI_CONTENT.findall(data))
+        if _OPENAI_USAGE.search(data):
+            chunk = _loads(data)
+            if isinstance(chunk, dict):
+                usage = openai_usage(chunk.get("usage"))
+                if usage is not None:
+                    self.usage = usage
+                    self.usage_final = True
+                    return drop_usage_chunk and chunk.get("choices") == []
+        return False
+
+
+class AnthropicStreamReader(StreamReader):
+    def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
+        data = event.data
+        if data is None:
+            return False
+        name = event.name
+        if name == "content_block_delta":
+            self._count(_ANTHROPIC_DELTA_TEXT.findall(data))
+        elif name in ("message_start", "message_delta"):
+            payload = _loads(data)
+            if isinstance(payload, dict):
+                if name == "message_start":
+                    message = payload.get("message")
+                    payload = message if isinstance(message, dict) else {}
+                    model = payload.get("model")
+                    self.model = model if isinstance(model, str) else self.model
+                self.usage = anthropic_usage(payload.get("usage"), self.usage)
+                self.usage_final = self.usage_final or name == "message_delta"
+        elif name == "message_stop":
+            self.ended = True
+        elif name == "error":
+            self._error_event(_loads(data))
+        return False
+
+
+class OtherStreamReader(StreamReader):
+    """A stream of an API we do not know: only the conventional ``[DONE]`` end marker."""
+
+    def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
+        if event.data is not None:
+            self.saw_content = True
+            if event.data.strip() == b"[DONE]":
+                self.ended = True
+        return False
+
+
+def reader_for(api: str) -> StreamReader:
+    if api == "openai":
+        return OpenAIStreamReader()
+    if api == "anthropic":
+        return AnthropicStreamReader()
+    return OtherStreamReader()

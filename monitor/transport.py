@@ -1,0 +1,235 @@
+"""The monitored transport: one implementation serving httpx and httpx2, sync and async.
+
+It wraps the client's own transport (like OpenTelemetry's httpx instrumentation keeps
+``self._transport``), observes each request and the response body as the caller reads it, and
+hands a finished :class:`~monitor.records.CallRecord` to the recorder. The caller's bytes,
+exceptions and timing are left as they were: our failures are swallowed in one place
+(:mod:`monitor.safety`), the caller's own exceptions re-raised unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from monitor.fingerprint import key_from_headers, key_hint, key_id
+from monitor.labels import current_labels
+from monitor.observer import CallerDecodeError, CallObserver
+from monitor.records import CallRecord
+from monitor.safety import report_failure
+from monitor.usage import RequestFacts, api_for_path, request_facts, with_stream_usage
+
+Submit = Callable[[CallRecord], None]
+
+#: Request bodies larger than this are not parsed on the caller's thread.
+REQUEST_PARSE_LIMIT: Final = 512 * 1024
+RETRY_HEADER: Final = "x-stainless-retry-count"
+_REWRITTEN_HEADERS: Final = ("content-encoding", "content-length")
+
+
+class CallStarter:
+    """Turns a request into an observer (and, for OpenAI streams, a request asking for usage)."""
+
+    def __init__(self, submit: Submit, key_secret: Callable[[], str | None]) -> None:
+        self.submit = submit
+        self._key_secret = key_secret
+
+    def start(self, request: Any, http: types.ModuleType) -> tuple[CallObserver, Any]:
+        url = request.url
+        api = api_for_path(url.path)
+        headers = request.headers
+        record = CallRecord(
+            started_at=datetime.now(UTC),
+            api=api,
+            endpoint=url.path,
+            method=request.method,
+            labels=dict(current_labels()),
+        )
+        raw_key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
+        if raw_key:
+            record.key_id = key_id(raw_key, self._key_secret())
+            record.key_hint = key_hint(raw_key)
+        retry = headers.get(RETRY_HEADER)
+        if retry and retry.isdigit():
+            record.attempt = int(retry)
+        facts = RequestFacts()
+        parsed = None
+        body = _request_body(request)
+        if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":
+            facts, parsed = request_facts(body)
+        record.model = facts.model
+        record.stream = facts.stream
+        strip = False
+        if api == "openai" and facts.stream and not facts.wants_stream_usage and parsed is not None:
+            request = _with_body(http, request, with_stream_usage(parsed))
+            strip = True
+        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip), request
+
+
+def _request_body(request: Any) -> bytes:
+    try:
+        content = request.content
+    except Exception:  # a streaming upload not yet read: leave it alone
+        return b""
+    return content if isinstance(content, bytes) else b""
+
+
+def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
+    headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
+    return http.Request(
+        request.method, request.url, headers=headers, content=body, extensions=request.extensions
+    )
+
+
+def _note_response(observer: CallObserver, response: Any) -> None:
+    if observer.on_response(response.status_code, response.headers):
+        for name in _REWRITTEN_HEADERS:
+            if name in response.headers:
+                del response.headers[name]
+
+
+@functools.cache
+def stream_classes(http: types.ModuleType) -> tuple[type, type]:
+    """The sync and async body-stream wrappers for one HTTP module (httpx or httpx2).
+
+    Each module's client asserts its own ``SyncByteStream``/``AsyncByteStream`` type, so the
+    one implementation below is given each module's base classes here.
+    """
+
+    class MonitoredByteStream(http.SyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, inner: Any, observer: CallObserver) -> None:
+            self._inner = inner
+            self._observer = observer
+
+        def __iter__(self) -> Iterator[bytes]:
+            observer = self._observer
+            try:
+                for chunk in self._inner:
+                    data = observer.on_chunk(chunk)
+                    if data:
+                        yield data
+                tail = observer.on_end()
+            except CallerDecodeError as exc:
+                raise http.DecodingError(str(exc)) from exc
+            except BaseException as exc:
+                observer.on_body_error(exc)
+                raise
+            if tail:
+                yield tail
+
+        def close(self) -> None:
+            try:
+                self._inner.close()
+            finally:
+                self._observer.on_close()
+
+    class AsyncMonitoredByteStream(http.AsyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, inner: Any, observer: CallObserver) -> None:
+            self._inner = inner
+            self._observer = observer
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            observer = self._observer
+            try:
+                async for chunk in self._inner:
+                    data = observer.on_chunk(chunk)
+                    if data:
+                        yield data
+                tail = observer.on_end()
+            except CallerDecodeError as exc:
+                raise http.DecodingError(str(exc)) from exc
+            except BaseException as exc:
+                observer.on_body_error(exc)
+                raise
+            if tail:
+                yield tail
+
+        async def aclose(self) -> None:
+            try:
+                await self._inner.aclose()
+            finally:
+                self._observer.on_close()
+
+    return MonitoredByteStream, AsyncMonitoredByteStream
+
+
+class _Base:
+    def __init__(self, inner: Any, http: types.ModuleType, starter: CallStarter) -> None:
+        self._transport = inner
+        self._http = http
+        self._starter = starter
+
+    @property
+    def wrapped(self) -> Any:
+        """The transport underneath."""
+        return self._transport
+
+    def _start(self, request: Any) -> tuple[CallObserver | None, Any]:
+        try:
+            return self._starter.start(request, self._http)
+        except Exception as exc:
+            report_failure("starting a call record", exc)
+            return None, request
+
+    def _wrap(self, observer: CallObserver, response: Any, sync: bool) -> None:
+        try:
+            _note_response(observer, response)
+            sync_cls, async_cls = stream_classes(self._http)
+            response.stream = (sync_cls if sync else async_cls)(response.stream, observer)
+        except Exception as exc:
+            report_failure("wrapping a response", exc)
+
+
+class MonitoredTransport(_Base):
+    """Wraps a sync ``BaseTransport`` of httpx or httpx2."""
+
+    def handle_request(self, request: Any) -> Any:
+        observer, request = self._start(request)
+        if observer is None:
+            return self._transport.handle_request(request)
+        try:
+            response = self._transport.handle_request(request)
+        except BaseException as exc:
+            observer.on_request_error(exc)
+            raise
+        self._wrap(observer, response, sync=True)
+        return response
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> MonitoredTransport:
+        self._transport.__enter__()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self._transport.__exit__(*args)
+
+
+class AsyncMonitoredTransport(_Base):
+    """Wraps an ``AsyncBaseTransport`` of httpx or httpx2."""
+
+    async def handle_async_request(self, request: Any) -> Any:
+        observer, request = self._start(request)
+        if observer is None:
+            return await self._transport.handle_async_request(request)
+        try:
+            response = await self._transport.handle_async_request(request)
+        except BaseException as exc:
+            observer.on_request_error(exc)
+            raise
+        self._wrap(observer, response, sync=False)
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncMonitoredTransport:
+        await self._transport.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self._transport.__aexit__(*args)

@@ -1,0 +1,321 @@
+"""Pure extraction of what a call cost and how it failed, from request and response bodies.
+
+No I/O here: bytes in, plain values out. The transport feeds it; tests feed it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from monitor.records import Api, UsageSource
+
+ERROR_MESSAGE_LIMIT: Final = 500
+CHARS_PER_TOKEN: Final = 4  # the usual estimate for English text; CJK counts one token a character
+
+_CONTEXT_LENGTH_HINTS: Final = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+)
+
+
+def api_for_path(path: str) -> Api:
+    """Which API style a request path speaks."""
+    if "/anthropic/" in path or path.endswith("/v1/messages") or path.endswith("/messages"):
+        return "anthropic"
+    if "/openai/" in path or path.endswith(("/chat/completions", "/completions", "/embeddings")):
+        return "openai"
+    return "other"
+
+
+def estimate_tokens(text_chars: int, non_ascii_chars: int = 0) -> int:
+    """A rough token count for text of the given size (used only when no usage was reported)."""
+    ascii_chars = max(text_chars - non_ascii_chars, 0)
+    return math.ceil(ascii_chars / CHARS_PER_TOKEN) + non_ascii_chars
+
+
+def text_size(text: str) -> tuple[int, int]:
+    """(characters, non-ASCII characters) of ``text``."""
+    if text.isascii():
+        return len(text), 0
+    return len(text), sum(1 for ch in text if ord(ch) > 127)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one call; ``None`` where the API did not say."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    source: UsageSource = "none"
+
+    def finish(self) -> Usage:
+        if self.total_tokens is None and (
+            self.input_tokens is not None or self.output_tokens is not None
+        ):
+            self.total_tokens = (self.input_tokens or 0) + (self.output_tokens or 0)
+        return self
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def openai_usage(usage: Any) -> Usage | None:
+    """OpenAI style ``usage`` object → Usage (``None`` when it is not one)."""
+    if not isinstance(usage, dict):
+        return None
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    result = Usage(
+        input_tokens=_int(usage.get("prompt_tokens", usage.get("input_tokens"))),
+        output_tokens=_int(usage.get("completion_tokens", usage.get("output_tokens"))),
+        total_tokens=_int(usage.get("total_tokens")),
+        cache_read_tokens=_int(prompt_details.get("cached_tokens"))
+        if isinstance(prompt_details, dict)
+        else None,
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens"))
+        if isinstance(completion_details, dict)
+        else None,
+        source="reported",
+    )
+    if result.input_tokens is None and result.output_tokens is None and result.total_tokens is None:
+        return None
+    return result.finish()
+
+
+def anthropic_usage(usage: Any, into: Usage | None = None) -> Usage | None:
+    """Anthropic style ``usage`` → Usage. Merges into ``into`` (stream events add to one call).
+
+    LongCat, like Anthropic, bills cache reads and writes as input: they count toward the total.
+    """
+    if not isinstance(usage, dict):
+        return into
+    result = into if into is not None else Usage(source="reported")
+    result.source = "reported"
+    for field, attr in (
+        ("input_tokens", "input_tokens"),
+        ("output_tokens", "output_tokens"),
+        ("cache_read_input_tokens", "cache_read_tokens"),
+        ("cache_creation_input_tokens", "cache_write_tokens"),
+    ):
+        value = _int(usage.get(field))
+        if value is not None:
+            setattr(result, attr, value)
+    inputs = (
+        (result.input_tokens or 0)
+        + (result.cache_read_tokens or 0)
+        + (result.cache_write_tokens or 0)
+    )
+    result.total_tokens = inputs + (result.output_tokens or 0)
+    return result
+
+
+@dataclass(slots=True, frozen=True)
+class ErrorInfo:
+    error_type: str
+    code: str | None = None
+    message: str | None = None
+    retry_after_s: float | None = None
+
+
+def _snippet(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= ERROR_MESSAGE_LIMIT else text[: ERROR_MESSAGE_LIMIT - 1] + "…"
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def error_fields(body: Any) -> tuple[str | None, str | None, str | None, float | None]:
+    """(type, code, message, retry_after) from either API's error body shape."""
+    if not isinstance(body, dict):
+        return None, None, None, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        return (
+            _str(error.get("type")),
+            _str(code) if code is not None else None,
+            _str(error.get("message")),
+            _float(error.get("retry_after")),
+        )
+    if isinstance(error, str):
+        return None, None, error, None
+    return None, None, _str(body.get("message")), None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else (None if value is None else str(value))
+
+
+def classify_status(
+    status: int, body: Any = None, retry_after_header: str | None = None
+) -> ErrorInfo | None:
+    """The error class of a response (``None`` for success), using the body where it helps."""
+    if status < 400:
+        return None
+    kind, code, message, retry_after = error_fields(body)
+    if retry_after is None:
+        retry_after = _float(retry_after_header)
+    haystack = " ".join(filter(None, (kind, code, message))).lower()
+    error_type: str
+    if status == 401:
+        error_type = "auth"
+    elif status == 403:
+        error_type = "permission"
+    elif status == 429:
+        error_type = "rate_limit"
+    elif status == 404:
+        error_type = "not_found"
+    elif status == 408:
+        error_type = "timeout"
+    elif status == 529 or kind == "overloaded_error":
+        error_type = "overloaded"
+    elif status >= 500:
+        error_type = "server_error"
+    elif any(hint in haystack for hint in _CONTEXT_LENGTH_HINTS):
+        error_type = "context_length_exceeded"
+    else:
+        error_type = "bad_request"
+    return ErrorInfo(error_type, code or kind, _snippet(message), retry_after)
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """What the request body tells: model, streaming, whether usage was asked for, prompt size."""
+
+    model: str | None = None
+    stream: bool = False
+    wants_stream_usage: bool = False
+    prompt_chars: int = 0
+    prompt_non_ascii: int = 0
+
+
+def _collect_text(value: Any, out: list[str], depth: int = 0) -> None:
+    if depth > 8:
+        return
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_text(item, out, depth + 1)
+    elif isinstance(value, dict):
+        for key in ("content", "text", "system", "messages", "input", "prompt"):
+            if key in value:
+                _collect_text(value[key], out, depth + 1)
+
+
+def request_facts(body: bytes) -> tuple[RequestFacts, dict[str, Any] | None]:
+    """Parse a JSON request body; the dict is returned too so the caller can rewrite it."""
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return RequestFacts(), None
+    if not isinstance(parsed, dict):
+        return RequestFacts(), None
+    options = parsed.get("stream_options")
+    texts: list[str] = []
+    _collect_text(
+        {
+            "messages": parsed.get("messages"),
+            "system": parsed.get("system"),
+            "prompt": parsed.get("prompt"),
+            "input": parsed.get("input"),
+        },
+        texts,
+    )
+    chars = non_ascii = 0
+    for text in texts:
+        c, n = text_size(text)
+        chars += c
+        non_ascii += n
+    facts = RequestFacts(
+        model=parsed.get("model") if isinstance(parsed.get("model"), str) else None,
+        stream=parsed.get("stream") is True,
+        wants_stream_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        prompt_chars=chars,
+        prompt_non_ascii=non_ascii,
+    )
+    return facts, parsed
+
+
+def with_stream_usage(parsed: dict[str, Any]) -> bytes:
+    """The request body re-encoded with ``stream_options.include_usage`` set."""
+    options = parsed.get("stream_options")
+    merged = dict(options) if isinstance(options, dict) else {}
+    merged["include_usage"] = True
+    return json.dumps({**parsed, "stream_options": merged}, ensure_ascii=False).encode()
+
+
+@dataclass(slots=True)
+class BodyFacts:
+    """What a complete (non-stream) response body tells."""
+
+    usage: Usage | None = None
+    model: str | None = None
+    error: ErrorInfo | None = None
+    output_chars: int = 0
+
+
+_USAGE_TAIL = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
+
+
+def body_facts(
+    api: Api,
+    status: int,
+    body: bytes | None,
+    retry_after_header: str | None = None,
+    truncated: bool = False,
+) -> BodyFacts:
+    """Usage, model and error class from a whole JSON body (or its tail when ``truncated``)."""
+    parsed: Any = None
+    if body and not truncated:
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            parsed = None
+    facts = BodyFacts(error=classify_status(status, parsed, retry_after_header))
+    if not isinstance(parsed, dict):
+        if body and truncated and status < 400:
+            found = _USAGE_TAIL.findall(body)
+            if found:
+                try:
+                    usage = json.loads(found[-1])
+                except ValueError:
+                    usage = None
+                facts.usage = anthropic_usage(usage) if api == "anthropic" else openai_usage(usage)
+        return facts
+    model = parsed.get("model")
+    facts.model = model if isinstance(model, str) else None
+    if api == "anthropic" or parsed.get("type") == "message":
+        facts.usage = anthropic_usage(parsed.get("usage"))
+    else:
+        facts.usage = openai_usage(parsed.get("usage"))
+    return facts
