@@ -1,0 +1,1 @@
+"""Alembic migrations of the monitor's database (driven from ``monitor.store.engine``)."""

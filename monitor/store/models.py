@@ -1,0 +1,122 @@
+"""SQLAlchemy models: the tables the monitor writes and the dashboard reads.
+
+The schema itself is created by the Alembic migrations in ``migrations/``, never by
+``create_all()``; these classes describe it for queries and for ``alembic revision --autogenerate``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Longest ``error_message`` snippet kept; longer messages are cut at insert time.
+ERROR_MESSAGE_CHARS: Final = 500
+KEY_HINT_CHARS: Final = 8
+EVENT_ID_CHARS: Final = 32
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime`` on every dialect.
+
+    Postgres keeps ``timestamptz``; SQLite has no time zones, so values are stored as naive UTC
+    (which also keeps their text form sortable) and come back with ``tzinfo=UTC`` attached.
+    A naive value passed in is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        elif dialect.name != "sqlite":
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: ``id`` is a BIGINT on Postgres and the INTEGER rowid alias on SQLite (which autoincrements).
+BigIntId = BigInteger().with_variant(Integer, "sqlite")
+Labels = JSON().with_variant(JSONB(), "postgresql")
+
+#: Named constraints, so migrations (and SQLite's batch mode) can refer to them by name.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every monitor table; ``Base.metadata`` is Alembic's target."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class ApiCall(Base):
+    """One attempt at one API call (a stored :class:`monitor.records.CallRecord`)."""
+
+    __tablename__ = "api_calls"
+    __table_args__ = (
+        Index("ix_api_calls_started_at", "started_at"),
+        Index("ix_api_calls_key_id_started_at", "key_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_CHARS), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_id: Mapped[str | None] = mapped_column(String())
+    key_hint: Mapped[str | None] = mapped_column(String(KEY_HINT_CHARS))
+    api: Mapped[str] = mapped_column(String())
+    method: Mapped[str] = mapped_column(String())
+    endpoint: Mapped[str] = mapped_column(String())
+    model: Mapped[str | None] = mapped_column(String())
+    stream: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String())
+    error_code: Mapped[str | None] = mapped_column(String())
+    error_message: Mapped[str | None] = mapped_column(String(ERROR_MESSAGE_CHARS))
+    retry_after_s: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_read_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    usage_source: Mapped[str] = mapped_column(String())
+    attempt: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String())
+    labels: Mapped[dict[str, str]] = mapped_column(Labels)
+    source: Mapped[str] = mapped_column(String())
+    host: Mapped[str | None] = mapped_column(String())
