@@ -6,13 +6,14 @@ The schema itself is created by the Alembic migrations in ``migrations/``, never
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -120,3 +121,90 @@ class ApiCall(Base):
     labels: Mapped[dict[str, str]] = mapped_column(Labels)
     source: Mapped[str] = mapped_column(String())
     host: Mapped[str | None] = mapped_column(String())
+
+
+# --- Keys, dated quotas and the usage rollups (migration 0002_quota_ledger) ---------------------
+
+#: JSON documents (recipient lists, error counts by class): JSONB on Postgres.
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Key(Base):
+    """A registered API key: its fingerprint and hint only, never the key itself."""
+
+    __tablename__ = "keys"
+
+    key_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(), unique=True)
+    hint: Mapped[str] = mapped_column(String(KEY_HINT_CHARS))
+    recipients: Mapped[list[str]] = mapped_column(JsonDoc)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class KeyQuota(Base):
+    """One dated quota: in force from quota day ``effective_from`` until the next row's day."""
+
+    __tablename__ = "key_quotas"
+
+    key_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    quota: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyUsage(Base):
+    """One key's quota day, rolled up from ``api_calls`` (tokens: billed calls only)."""
+
+    __tablename__ = "daily_usage"
+    __table_args__ = (Index("ix_daily_usage_day", "day"),)
+
+    key_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    errors_by_class: Mapped[dict[str, int]] = mapped_column(JsonDoc)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    quota: Mapped[int] = mapped_column(BigInteger)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_p95_ms: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HourlyUsage(Base):
+    """One key's UTC hour for one model and streaming mode, for the dashboard's charts."""
+
+    __tablename__ = "hourly_usage"
+    __table_args__ = (Index("ix_hourly_usage_hour", "hour"),)
+
+    key_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    errors_by_class: Mapped[dict[str, int]] = mapped_column(JsonDoc)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p99_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_p95_ms: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RollupState(Base):
+    """How far a rollup job has read ``api_calls`` (by ``started_at``)."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(), primary_key=True)
+    watermark: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,252 @@
+"""Daily and hourly totals of ``api_calls``: the pure arithmetic, and the job that writes them.
+
+What counts toward the quota: the tokens of every call whose ``error_type`` is not in
+:data:`~monitor.records.UNBILLED_ERROR_TYPES` (LongCat does not bill 401/403/429/5xx, timeouts,
+dropped connections). Such calls still count as requests and errors. A call's tokens are its
+``total_tokens``, or ``input + output`` when only those were recorded. Calls without a ``key_id``
+belong to no quota and are left out.
+
+The job (:func:`run_rollup`) is incremental and idempotent: it looks only at calls started since the
+watermark (less a late-arrival window) to learn which groups changed, then recomputes each of those
+groups in full from ``api_calls`` and upserts it. Running it twice gives the same rows, and the
+totals always equal the sums over ``api_calls``.
+
+Percentiles use linear interpolation between closest ranks (the same as SQL ``percentile_cont``),
+computed here so SQLite and Postgres give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Final
+
+from monitor.quota_day import day_bounds, hour_start, quota_day
+from monitor.records import UNBILLED_ERROR_TYPES
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from monitor.config import Settings
+
+#: Calls started this long before the watermark are looked at again, so late writes are folded in.
+DEFAULT_LATE_WINDOW: Final = timedelta(minutes=10)
+#: The ``rollup_state`` row holding this job's watermark.
+ROLLUP_NAME: Final = "usage"
+HOUR: Final = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """The columns of one ``api_calls`` row that the rollups read (``started_at`` aware UTC)."""
+
+    started_at: datetime
+    key_id: str
+    model: str | None = None
+    stream: bool = False
+    error_type: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Totals:
+    """The figures of one group of calls (a key's quota day, or a key's hour/model/stream).
+
+    Token fields count only calls that count toward the quota; ``requests`` and ``errors``
+    count every call. Percentiles are ``None`` when the group has no such measurement.
+    """
+
+    requests: int = 0
+    errors: int = 0
+    errors_by_class: dict[str, int] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+
+
+DailyKey = tuple[str, date]
+"""``(key_id, quota day)``"""
+HourlyKey = tuple[str, datetime, str, bool]
+"""``(key_id, UTC hour start, model or '', stream)``"""
+
+
+def counts_toward_quota(error_type: str | None) -> bool:
+    """Whether a call with this ``error_type`` is billed (its tokens count toward the quota).
+
+    >>> counts_toward_quota(None), counts_toward_quota("rate_limit")
+    (True, False)
+    """
+    return error_type not in UNBILLED_ERROR_TYPES
+
+
+def billed_tokens(call: CallFacts) -> int:
+    """The tokens ``call`` adds to its key's quota usage."""
+    if not counts_toward_quota(call.error_type):
+        return 0
+    if call.total_tokens is not None:
+        return call.total_tokens
+    return (call.input_tokens or 0) + (call.output_tokens or 0)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-quantile (0 ≤ q ≤ 1) of ``values`` by linear interpolation; ``None`` if empty.
+
+    >>> percentile([10, 20, 30, 40], 0.5)
+    25.0
+    """
+    if not 0 <= q <= 1:
+        raise ValueError(f"expected a quantile between 0 and 1, got {q}")
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    fraction = rank - low
+    return float(ordered[low] + (ordered[high] - ordered[low]) * fraction)
+
+
+def summarize(calls: Iterable[CallFacts]) -> Totals:
+    """The :class:`Totals` of a group of calls."""
+    totals = Totals()
+    by_class: Counter[str] = Counter()
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    for call in calls:
+        totals.requests += 1
+        if call.error_type is not None:
+            totals.errors += 1
+            by_class[call.error_type] += 1
+        if call.latency_ms is not None:
+            latencies.append(call.latency_ms)
+        if call.ttft_ms is not None:
+            ttfts.append(call.ttft_ms)
+        if counts_toward_quota(call.error_type):
+            totals.input_tokens += call.input_tokens or 0
+            totals.output_tokens += call.output_tokens or 0
+            totals.cache_read_tokens += call.cache_read_tokens or 0
+            totals.reasoning_tokens += call.reasoning_tokens or 0
+            totals.total_tokens += billed_tokens(call)
+    totals.errors_by_class = dict(sorted(by_class.items()))
+    totals.latency_p50_ms = percentile(latencies, 0.50)
+    totals.latency_p95_ms = percentile(latencies, 0.95)
+    totals.latency_p99_ms = percentile(latencies, 0.99)
+    totals.ttft_p50_ms = percentile(ttfts, 0.50)
+    totals.ttft_p95_ms = percentile(ttfts, 0.95)
+    return totals
+
+
+def daily_key(call: CallFacts, tz: tzinfo) -> DailyKey:
+    return call.key_id, quota_day(call.started_at, tz)
+
+
+def hourly_key(call: CallFacts) -> HourlyKey:
+    return call.key_id, hour_start(call.started_at), call.model or "", call.stream
+
+
+def group_daily(calls: Iterable[CallFacts], tz: tzinfo) -> dict[DailyKey, Totals]:
+    """Totals per ``(key_id, quota day)``."""
+    groups: defaultdict[DailyKey, list[CallFacts]] = defaultdict(list)
+    for call in calls:
+        groups[daily_key(call, tz)].append(call)
+    return {key: summarize(group) for key, group in groups.items()}
+
+
+def group_hourly(calls: Iterable[CallFacts]) -> dict[HourlyKey, Totals]:
+    """Totals per ``(key_id, UTC hour, model, stream)``."""
+    groups: defaultdict[HourlyKey, list[CallFacts]] = defaultdict(list)
+    for call in calls:
+        groups[hourly_key(call)].append(call)
+    return {key: summarize(group) for key, group in groups.items()}
+
+
+def recompute_span(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The UTC range to read to recompute quota day ``day`` and every UTC hour overlapping it.
+
+    Whole-hour zones (Asia/Shanghai) give exactly the day; a half-hour zone widens it to the hour.
+    """
+    start, end = day_bounds(day, tz)
+    first_hour = hour_start(start)
+    last_hour = hour_start(end)
+    return first_hour, last_hour if last_hour == end else last_hour + HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class RollupResult:
+    """What one :func:`run_rollup` pass did.
+
+    ``scanned``: calls read to find the changed groups; ``days`` and ``hours``: ``daily_usage`` and
+    ``hourly_usage`` rows written; ``quotas_updated``: daily rows whose quota changed.
+    """
+
+    scanned: int
+    days: int
+    hours: int
+    quotas_updated: int
+    since: datetime | None
+    watermark: datetime
+
+
+def run_rollup(
+    engine: Engine,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    late_window: timedelta = DEFAULT_LATE_WINDOW,
+) -> RollupResult:
+    """Bring ``daily_usage`` and ``hourly_usage`` up to date with ``api_calls``; one transaction.
+
+    >>> result = run_rollup(engine, get_settings())  # doctest: +SKIP
+    >>> result.days, result.watermark  # doctest: +SKIP
+    (3, datetime.datetime(2026, 11, 25, 16, 1, tzinfo=datetime.timezone.utc))
+    """
+    from monitor.store import usage
+
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    tz = settings.tz
+    with engine.begin() as conn:
+        watermark = usage.get_watermark(conn, ROLLUP_NAME)
+        since = None if watermark is None else watermark - late_window
+        recent = usage.calls_since(conn, since)
+        days = sorted({daily_key(call, tz) for call in recent})
+        hours = {hourly_key(call) for call in recent}
+        days_written = hours_written = 0
+        for key_id, day in days:
+            span_start, span_end = recompute_span(day, tz)
+            calls = usage.calls_between(conn, key_id, span_start, span_end)
+            day_start, day_end = day_bounds(day, tz)
+            daily = summarize(c for c in calls if day_start <= c.started_at < day_end)
+            quota = usage.quota_for(conn, key_id, day, settings.default_quota)
+            usage.upsert_daily(conn, key_id, day, daily, quota=quota, now=now)
+            days_written += 1
+            hourly = {k: t for k, t in group_hourly(calls).items() if k in hours}
+            usage.upsert_hourly(conn, hourly, now=now)
+            hours_written += len(hourly)
+            hours.difference_update(hourly)
+        quotas_updated = usage.refresh_daily_quotas(conn, settings.default_quota)
+        new_watermark = max(now, watermark) if watermark is not None else now
+        usage.set_watermark(conn, ROLLUP_NAME, new_watermark, now=now)
+    return RollupResult(
+        scanned=len(recent),
+        days=days_written,
+        hours=hours_written,
+        quotas_updated=quotas_updated,
+        since=since,
+        watermark=new_watermark,
+    )
