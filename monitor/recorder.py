@@ -1,0 +1,430 @@
+"""The background writer: call records in, batched database writes out, the app never waits.
+
+Modelled on OpenTelemetry's ``BatchProcessor``. :meth:`Recorder.submit` runs on the app's
+thread for every API call: it appends to a bounded queue and returns (a full queue drops the
+record and counts it, logged once). A daemon thread, started on the first submit, wakes when a
+batch is full or every ``flush_interval_s`` and hands batches of up to ``batch_size`` records
+to a :class:`Sink`, one transaction each.
+
+>>> recorder = Recorder(InMemorySink(), flush_interval_s=0.1)
+>>> recorder.submit(record)  # doctest: +SKIP
+>>> recorder.flush(timeout=5)
+True
+>>> recorder.shutdown()
+True
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from sqlalchemy import Engine
+
+from monitor.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EXIT_FLUSH_TIMEOUT_S,
+    DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_QUEUE_SIZE,
+    Settings,
+    get_settings,
+)
+from monitor.records import CallRecord
+from monitor.safety import report_failure, swallow
+from monitor.store.calls import insert_calls
+from monitor.store.engine import (
+    SchemaNotCurrentError,
+    check_schema,
+    make_engine,
+    upgrade_sqlite_on_first_use,
+)
+
+_FLUSH_POLL_S: Final = 0.05
+
+#: How often a sink whose Postgres schema is out of date looks again (after `db upgrade`).
+SCHEMA_RECHECK_INTERVAL_S: Final = 60.0
+
+
+class Sink(Protocol):
+    """Where batches go: ``write`` stores the whole batch or raises. Called from one thread."""
+
+    def write(self, batch: Sequence[CallRecord]) -> None: ...
+
+
+class InMemorySink:
+    """Keeps every record in a list: for tests and tools where the database is not the subject."""
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+        self.batches = 0
+
+    def write(self, batch: Sequence[CallRecord]) -> None:
+        self.records.extend(batch)
+        self.batches += 1
+
+
+class SqlSink:
+    """Writes each batch to ``api_calls`` in one transaction.
+
+    An SQLite database is brought to the current schema on the first write (once across
+    processes). A Postgres database is only checked: when its schema is missing or old, every
+    write raises :class:`SchemaNotCurrentError` saying to run ``longcat-monitor db upgrade``,
+    and the check is repeated every ``SCHEMA_RECHECK_INTERVAL_S`` until it passes.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._schema_ok = False
+        self._schema_problem: str | None = None
+        self._checked_at = 0.0
+        _fork_aware.add(self)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def write(self, batch: Sequence[CallRecord]) -> None:
+        if not self._schema_ok:
+            self._prepare_schema()
+        with self.engine.begin() as conn:
+            insert_calls(conn, batch)
+
+    def _prepare_schema(self) -> None:
+        now = time.monotonic()
+        if self._schema_problem is None or now - self._checked_at >= SCHEMA_RECHECK_INTERVAL_S:
+            self._checked_at = now
+            upgrade_sqlite_on_first_use(self.engine)
+            self._schema_problem = check_schema(self.engine)
+            self._schema_ok = self._schema_problem is None
+        if self._schema_problem is not None:
+            raise SchemaNotCurrentError(self._schema_problem)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's pooled connections must not be used, nor closed, by the child.
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStats:
+    """Counts of records since the recorder started (or since a fork, in a child)."""
+
+    submitted: int
+    written: int
+    dropped: int
+    failed: int
+    lost: int
+    queued: int
+
+
+class QueueFullError(Exception):
+    """The recorder's queue was full and a call record was dropped."""
+
+
+class _FlushRequest:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class Recorder:
+    """A bounded queue and a daemon writer thread in front of a :class:`Sink`.
+
+    ``submit`` never blocks and never raises. ``flush`` waits until everything submitted
+    before it was handled; ``shutdown`` flushes and stops the thread, and is idempotent.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        max_queue: int | None = None,
+        batch_size: int | None = None,
+        flush_interval_s: float | None = None,
+        exit_flush_timeout_s: float | None = None,
+    ) -> None:
+        settings = _settings_or_none()
+        if max_queue is None:
+            max_queue = settings.queue_size if settings else DEFAULT_QUEUE_SIZE
+        if batch_size is None:
+            batch_size = settings.batch_size if settings else DEFAULT_BATCH_SIZE
+        if flush_interval_s is None:
+            flush_interval_s = settings.flush_interval_s if settings else DEFAULT_FLUSH_INTERVAL_S
+        if exit_flush_timeout_s is None:
+            exit_flush_timeout_s = (
+                settings.exit_flush_timeout_s if settings else DEFAULT_EXIT_FLUSH_TIMEOUT_S
+            )
+        for name, value in (
+            ("max_queue", max_queue),
+            ("batch_size", batch_size),
+            ("flush_interval_s", flush_interval_s),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than 0, got {value!r}")
+        if exit_flush_timeout_s < 0:
+            raise ValueError(
+                f"exit_flush_timeout_s must be 0 or more, got {exit_flush_timeout_s!r}"
+            )
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.exit_flush_timeout_s = exit_flush_timeout_s
+        self.sink = sink
+        self._reset()
+        _fork_aware.add(self)
+
+    def _reset(self) -> None:
+        """Fresh state: at construction, and in a forked child (whose queue is the parent's)."""
+        self._queue: deque[CallRecord | _FlushRequest] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._is_shutdown = False
+        self._submitted = 0
+        self._dropped = 0
+        self._written = 0
+        self._failed = 0
+        self._lost = 0
+
+    # --- the app's side ---------------------------------------------------------------------
+
+    def submit(self, record: CallRecord) -> None:
+        """Queue ``record`` for writing. Cheap, never blocks, never raises."""
+        try:
+            queue = self._queue
+            with self._lock:
+                if self._is_shutdown or len(queue) >= self.max_queue:
+                    self._dropped += 1
+                    full = not self._is_shutdown
+                else:
+                    queue.append(record)
+                    self._submitted += 1
+                    full = False
+                    if self._thread is None:
+                        self._start()
+            if full:
+                report_failure(
+                    "queueing call records",
+                    QueueFullError(
+                        f"the queue of {self.max_queue} records is full (the database is slower "
+                        "than the calls); records are being dropped and counted"
+                    ),
+                )
+            elif len(queue) >= self.batch_size and not self._wake.is_set():
+                self._wake.set()
+        except Exception as exc:
+            report_failure("queueing call records", exc)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything submitted before this call; True when it all was, within ``timeout``.
+
+        Records dropped because the queue was full are not counted against it (see ``stats``).
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive() or threading.current_thread() is thread:
+            return not any(isinstance(item, CallRecord) for item in self._queue)
+        request = _FlushRequest()
+        lost_before = self._lost
+        self._queue.append(request)
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Wait in slices, so a writer that stops meanwhile (shutdown) cannot strand us.
+        while not request.done.wait(_FLUSH_POLL_S):
+            if not thread.is_alive() or (deadline is not None and time.monotonic() >= deadline):
+                return request.done.is_set() and self._lost == lost_before
+        return self._lost == lost_before
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Write what is queued, stop the writer and close the sink. Safe to call twice.
+
+        Returns True when the writer finished within ``timeout``. Records submitted afterwards
+        are dropped (and counted).
+        """
+        with self._lock:
+            already = self._is_shutdown
+            self._is_shutdown = True
+            thread = self._thread
+        if already:
+            return thread is None or not thread.is_alive()
+        finished = True
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            thread.join(timeout)
+            finished = not thread.is_alive()
+        if finished:
+            close = getattr(self.sink, "close", None)
+            if callable(close):
+                with swallow("closing the call-record sink"):
+                    close()
+        return finished
+
+    def stats(self) -> RecorderStats:
+        with self._lock:
+            return RecorderStats(
+                submitted=self._submitted,
+                written=self._written,
+                dropped=self._dropped,
+                failed=self._failed,
+                lost=self._lost,
+                queued=sum(1 for item in self._queue if not isinstance(item, _FlushRequest)),
+            )
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="longcat-monitor-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stopping = self._stopping
+            with swallow("writing call records"):
+                self._drain()
+            if stopping:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        batch: list[CallRecord] = []
+        while True:
+            try:
+                item = queue.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _FlushRequest):
+                if batch:
+                    self._write(batch)
+                    batch = []
+                item.done.set()
+                continue
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                self._write(batch)
+                batch = []
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[CallRecord]) -> None:
+        try:
+            self.sink.write(batch)
+        except Exception as exc:
+            report_failure(f"writing call records ({type(exc).__name__})", exc)
+            self._failed += len(batch)
+            self._handle_failed_batch(batch)
+        else:
+            self._written += len(batch)
+
+    def _handle_failed_batch(self, batch: list[CallRecord]) -> None:
+        """Where a batch the sink refused goes. For now it is counted as lost; a local spool
+        that replays it when the database is back belongs here (replays are idempotent)."""
+        self._lost += len(batch)
+
+    def _after_fork_in_child(self) -> None:
+        # The queued records are the parent's to write; the child starts empty and restarts
+        # its own writer on its first submit.
+        shut = self._is_shutdown
+        self._reset()
+        self._is_shutdown = shut
+
+
+def _settings_or_none() -> Settings | None:
+    try:
+        return get_settings()
+    except Exception:  # a bad setting is reported once by get_recorder(); defaults apply here
+        return None
+
+
+# --- the process default --------------------------------------------------------------------
+
+_default: Recorder | None = None
+_default_lock = threading.Lock()
+_fork_aware: weakref.WeakSet[Recorder | SqlSink] = weakref.WeakSet()
+
+
+def get_recorder() -> Recorder:
+    """The process's recorder, writing to ``MONITOR_DATABASE_URL``; built on first use.
+
+    A configuration error is logged once and gives a recorder that drops (and counts) records.
+    """
+    global _default
+    recorder = _default
+    if recorder is not None:
+        return recorder
+    with _default_lock:
+        if _default is None:
+            _default = _build_default()
+        return _default
+
+
+def _build_default() -> Recorder:
+    try:
+        settings = get_settings()
+        return Recorder(SqlSink(settings.database_url))
+    except Exception as exc:
+        report_failure("reading the monitor configuration", exc)
+        recorder = Recorder(
+            InMemorySink(),
+            max_queue=DEFAULT_QUEUE_SIZE,
+            batch_size=DEFAULT_BATCH_SIZE,
+            flush_interval_s=DEFAULT_FLUSH_INTERVAL_S,
+            exit_flush_timeout_s=0,
+        )
+        recorder.shutdown()
+        return recorder
+
+
+def set_recorder(recorder: Recorder | None) -> Recorder | None:
+    """Make ``recorder`` the process default (``None``: build it again on next use).
+
+    Returns the previous default, which the caller may want to ``shutdown()``.
+    """
+    global _default
+    with _default_lock:
+        previous, _default = _default, recorder
+    return previous
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Flush the process default recorder; see :meth:`Recorder.flush`."""
+    recorder = _default
+    return True if recorder is None else recorder.flush(timeout)
+
+
+def _flush_at_exit() -> None:
+    for recorder in list(_fork_aware):
+        if isinstance(recorder, Recorder):
+            with swallow("writing call records at exit"):
+                recorder.shutdown(recorder.exit_flush_timeout_s)
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for item in list(_fork_aware):
+        item._after_fork_in_child()
+
+
+atexit.register(_flush_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
