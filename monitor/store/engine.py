@@ -162,6 +162,15 @@ def head_revision() -> str:
     return head
 
 
+def revisions_between(before: str | None, after: str | None) -> list[str]:
+    """The revisions an upgrade from ``before`` to ``after`` applied, oldest first."""
+    if after is None or before == after:
+        return []
+    script = ScriptDirectory.from_config(alembic_config())
+    steps = script.iterate_revisions(after, before or "base")
+    return [step.revision for step in reversed(list(steps)) if step is not None]
+
+
 def current_revision(engine: Engine) -> str | None:
     """The database's schema revision; ``None`` for an empty database."""
     with _translate_errors(engine, "read the schema revision of"), engine.connect() as conn:
