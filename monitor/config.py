@@ -94,7 +94,8 @@ class Settings(BaseSettings):
                 numbers = sorted({int(p) for p in parts})
             except ValueError:
                 raise ValueError(
-                    f"expected comma-separated whole percentages such as 50,80,90,100, got {value!r}"
+                    "expected comma-separated whole percentages such as 50,80,90,100, "
+                    f"got {value!r}"
                 ) from None
             if not numbers or any(n <= 0 or n > 1000 for n in numbers):
                 raise ValueError(f"expected percentages between 1 and 1000, got {value!r}")
@@ -108,7 +109,9 @@ class Settings(BaseSettings):
             addresses = tuple(a.strip() for a in value.split(",") if a.strip())
             for address in addresses:
                 if "@" not in address:
-                    raise ValueError(f"expected e-mail addresses separated by commas, got {address!r}")
+                    raise ValueError(
+                        f"expected e-mail addresses separated by commas, got {address!r}"
+                    )
             return addresses
         return value
 

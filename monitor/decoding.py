@@ -92,7 +92,14 @@ class BrotliDecoder:
             raise DecodeError(str(exc)) from exc
 
     def finish(self) -> Iterator[bytes]:
-        return iter(())
+        try:
+            while not self._obj.is_finished():
+                piece = self._obj.process(b"", output_buffer_limit=self._piece_limit)
+                if not piece:
+                    return
+                yield piece
+        except brotli.error as exc:
+            raise DecodeError(str(exc)) from exc
 
 
 class ZstdDecoder:

@@ -134,12 +134,7 @@ class CallObserver:
             pieces = self._decoded(chunk)
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
-        out = bytearray()
-        for piece in pieces:
-            for event in self._splitter.feed(piece):
-                if not self._read_event(event, drop=True):
-                    out += event.raw
-        return bytes(out)
+        return b"".join(self._filter_decoded(piece) for piece in pieces)
 
     def _read_event(self, event: object, drop: bool = False) -> bool:
         assert self._reader is not None
@@ -172,7 +167,8 @@ class CallObserver:
                 raise CallerDecodeError(str(exc)) from exc
             out = bytearray(self._filter_decoded(rest))
             for event in self._splitter.finish():
-                out += event.raw
+                if not self._read_event(event, drop=True):
+                    out += event.raw
             tail = bytes(out)
         self._finish(None)
         return tail

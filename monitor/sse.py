@@ -39,13 +39,29 @@ class SSESplitter:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete (in order, covering every byte once)."""
         self._buf += chunk
+        events = self._drain(final=False)
+        if len(self._buf) > self._max:
+            events.append(self._overflow())
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """At the end of the body: the events still held, then any unterminated tail raw."""
+        events = self._drain(final=True)
+        if self._buf:
+            events.append(SSEEvent(raw=bytes(self._buf), name=None, data=None))
+            self._buf.clear()
+        self._reset_event()
+        self._scan = 0
+        return events
+
+    def _drain(self, final: bool) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         buf = self._buf
         while True:
             match = _LINE_END.search(buf, self._scan)
             if match is None:
                 break
-            if match.group() == b"\r" and match.end() == len(buf):
+            if not final and match.group() == b"\r" and match.end() == len(buf):
                 break  # may be the first half of CRLF: wait for the next byte
             line = bytes(buf[self._scan : match.start()])
             self._scan = match.end()
@@ -53,19 +69,7 @@ class SSESplitter:
                 self._add_field(line)
                 continue
             events.append(self._take(self._scan))
-        if len(buf) > self._max:
-            events.append(self._overflow())
         return events
-
-    def finish(self) -> list[SSEEvent]:
-        """The bytes of an unterminated last event, raw and unparsed (never dispatched)."""
-        if not self._buf:
-            return []
-        event = SSEEvent(raw=bytes(self._buf), name=None, data=None)
-        self._reset_event()
-        self._buf.clear()
-        self._scan = 0
-        return [event]
 
     def _add_field(self, line: bytes) -> None:
         self._has_fields = True

@@ -34,7 +34,8 @@ def _loads(data: bytes) -> Any:
 def _text_chars(matches: list[bytes]) -> tuple[int, int]:
     chars = non_ascii = 0
     for raw in matches:
-        c, n = text_size(raw.decode("utf-8", "replace"))
+        text = _loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8", "replace")
+        c, n = text_size(text if isinstance(text, str) else "")
         chars += c
         non_ascii += n
     return chars, non_ascii

@@ -20,6 +20,7 @@ _CONTEXT_LENGTH_HINTS: Final = (
     "context_length_exceeded",
     "maximum context length",
     "context window",
+    "prompt is too long",  # Anthropic's wording
 )
 
 
