@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import click
 
 from monitor.config import ConfigError, Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def settings_or_exit() -> Settings:
@@ -33,6 +40,278 @@ def simulate(host: str, port: int) -> None:
     from monitor.simulator.server import serve_forever
 
     serve_forever(host=host, port=port)
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+#: The environment variable ``keys add`` reads the API key from (else standard input).
+API_KEY_ENV: Final = "LONGCAT_API_KEY"
+KEY_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+EMAIL_PATTERN: Final = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
+#: Prefixes of API keys (LongCat's ``ak_``, OpenAI/Anthropic style ``sk-``) refused as arguments.
+KEY_PREFIXES: Final = ("ak_", "ak-", "sk-", "sk_", "bearer ")
+KEY_LIKE_MIN_CHARS: Final = 24
+
+
+def looks_like_api_key(text: str) -> bool:
+    """Whether a command-line argument is probably an API key pasted in by mistake.
+
+    >>> looks_like_api_key("ak_2x9FQw7yU0pLm3n"), looks_like_api_key("search-team")
+    (True, False)
+    """
+    value = text.strip()
+    if value.lower().startswith(KEY_PREFIXES) and len(value) > 8:
+        return True
+    return (
+        len(value) >= KEY_LIKE_MIN_CHARS
+        and re.fullmatch(r"[A-Za-z0-9_\-.]+", value) is not None
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+    )
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+    """Print ``longcat-monitor: message`` on standard error and exit with ``status``."""
+    click.echo(f"longcat-monitor: {message}", err=True)
+    sys.exit(status)
+
+
+def refuse_keys_in_argv(values: Sequence[str]) -> None:
+    """Exit if any argument looks like an API key: argv is visible to every user of the machine."""
+    if any(looks_like_api_key(value) for value in values):
+        fail(
+            "refusing an API key on the command line (every user of this machine can read it); "
+            f"set {API_KEY_ENV} or pipe the key on standard input instead",
+            status=2,
+        )
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The settings' database, migrated on first use for SQLite, checked for Postgres."""
+    from monitor.store.engine import (
+        StoreError,
+        check_schema,
+        make_engine,
+        upgrade_sqlite_on_first_use,
+    )
+
+    try:
+        engine = make_engine(settings.database_url)
+        upgrade_sqlite_on_first_use(engine)
+        problem = check_schema(engine)
+    except StoreError as exc:
+        fail(str(exc))
+    if problem is not None:
+        fail(problem)
+    return engine
+
+
+def read_api_key() -> str:
+    """The key from ``LONGCAT_API_KEY``, else standard input (prompted, hidden, on a terminal)."""
+    raw = os.environ.get(API_KEY_ENV, "").strip()
+    if not raw:
+        stdin = sys.stdin
+        if stdin.isatty():
+            raw = click.prompt("API key", hide_input=True, err=True).strip()
+        else:
+            raw = stdin.readline().strip()
+    if not raw:
+        fail(f"no API key given: set {API_KEY_ENV} or pipe the key on standard input")
+    if any(c.isspace() for c in raw):
+        fail("the API key contains whitespace; give the key alone, without 'Bearer'")
+    return raw
+
+
+def parse_quota(text: str) -> int:
+    """A quota written ``5000000``, ``5,000,000`` or ``5_000_000``; exits on anything else."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    if not cleaned.lstrip("-").isdigit():
+        fail(f"a quota is a whole number of tokens such as 5000000, got {text!r}")
+    quota = int(cleaned)
+    if quota <= 0:
+        fail(f"a quota must be a positive number of tokens, got {text!r}")
+    return quota
+
+
+def check_emails(addresses: Sequence[str]) -> tuple[str, ...]:
+    """The addresses, stripped and de-duplicated in order; exits on one that is not an e-mail."""
+    result: list[str] = []
+    for address in (a.strip() for a in addresses):
+        if EMAIL_PATTERN.fullmatch(address) is None:
+            fail(f"{address!r} is not an e-mail address (expected name@example.com)")
+        if address not in result:
+            result.append(address)
+    return tuple(result)
+
+
+def check_key_name(name: str) -> str:
+    refuse_keys_in_argv([name])
+    if KEY_NAME_PATTERN.fullmatch(name) is None:
+        fail(
+            f"{name!r} is not a usable key name: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def quota_day_today(settings: Settings) -> date:
+    from monitor.quota_day import quota_day
+
+    return quota_day(datetime.now(UTC), settings.tz)
+
+
+@cli.group()
+def keys() -> None:
+    """Register API keys (by fingerprint only), their quotas and alert recipients."""
+
+
+@keys.command("add", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="")
+@click.option("--quota", "quota_text", help="Daily token quota [default: MONITOR_DEFAULT_QUOTA].")
+@click.option("--email", "emails", multiple=True, help="Alert recipient (repeat for several).")
+def keys_add(
+    name: str, extra: tuple[str, ...], quota_text: str | None, emails: tuple[str, ...]
+) -> None:
+    """Register a key under NAME. The key is read from $LONGCAT_API_KEY or standard input,
+    never from the command line; only its fingerprint and last 4 characters are stored."""
+    from monitor.fingerprint import key_hint, key_id
+    from monitor.store.keys import KeyStoreError, add_key
+
+    refuse_keys_in_argv([name, *extra, *emails, quota_text or ""])
+    if extra:
+        fail(
+            f"unexpected argument {extra[0]!r}; usage: keys add NAME [--quota N] [--email ADDR]", 2
+        )
+    check_key_name(name)
+    quota = parse_quota(quota_text) if quota_text is not None else None
+    recipients = check_emails(emails)
+    settings = settings_or_exit()
+    raw = read_api_key()
+    secret = settings.key_secret.get_secret_value() if settings.key_secret else None
+    engine = open_engine(settings)
+    today = quota_day_today(settings)
+    try:
+        with engine.begin() as conn:
+            info = add_key(
+                conn,
+                key_id=key_id(raw, secret),
+                name=name,
+                hint=key_hint(raw),
+                recipients=recipients,
+                quota=quota,
+                effective_from=today,
+                now=datetime.now(UTC),
+            )
+    except KeyStoreError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    described = (
+        f"{quota:,} tokens a day from {today}"
+        if quota is not None
+        else f"the default quota ({settings.default_quota:,} tokens a day)"
+    )
+    click.echo(
+        f"added {info.name} (…{info.hint}): {described}"
+        + (f", alerts to {', '.join(info.recipients)}" if info.recipients else "")
+    )
+
+
+@keys.command("list")
+@click.option(
+    "--no-rollup", is_flag=True, help="Show the last rollup instead of running one first."
+)
+def keys_list(no_rollup: bool) -> None:
+    """Every key with today's usage: registered ones, then unnamed keys seen in traffic."""
+    from monitor.quota_day import time_until_reset
+    from monitor.rollup import run_rollup
+    from monitor.store.usage import key_usage_for_day
+
+    settings = settings_or_exit()
+    engine = open_engine(settings)
+    today = quota_day_today(settings)
+    try:
+        if not no_rollup:
+            run_rollup(engine, settings)
+        with engine.connect() as conn:
+            rows = key_usage_for_day(
+                conn, today, default_quota=settings.default_quota, include_idle=True
+            )
+    finally:
+        engine.dispose()
+    left = time_until_reset(datetime.now(UTC), settings.tz)
+    hours, minutes = divmod(int(left.total_seconds()) // 60, 60)
+    click.echo(f"quota day {today} ({settings.quota_tz}), resets in {hours}h{minutes:02d}m")
+    if not rows:
+        click.echo("no keys registered or seen yet; add one with `longcat-monitor keys add NAME`")
+        return
+    table = [("NAME", "HINT", "QUOTA", "USED TODAY", "% USED")]
+    for row in rows:
+        table.append(
+            (
+                row.name or "(unnamed)",
+                f"…{row.hint}" if row.hint else "?",
+                f"{row.quota:,}",
+                f"{row.total_tokens:,}",
+                f"{100 * row.used_fraction:.1f}%",
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        click.echo("  ".join(cells).rstrip())
+
+
+@keys.command("set-quota", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("quota_text", metavar="N")
+@click.option("--from", "from_text", metavar="YYYY-MM-DD", help="First quota day [default: today].")
+def keys_set_quota(name: str, quota_text: str, from_text: str | None) -> None:
+    """Give key NAME a daily quota of N tokens from a quota day on; earlier days keep theirs."""
+    from monitor.quota_day import parse_day
+    from monitor.store.keys import KeyStoreError, quota_for, require_key, set_quota
+
+    refuse_keys_in_argv([name, quota_text, from_text or ""])
+    quota = parse_quota(quota_text)
+    settings = settings_or_exit()
+    try:
+        start = parse_day(from_text) if from_text is not None else quota_day_today(settings)
+    except ValueError as exc:
+        fail(str(exc))
+    engine = open_engine(settings)
+    try:
+        with engine.begin() as conn:
+            info = require_key(conn, name)
+            before = quota_for(conn, info.key_id, start, settings.default_quota)
+            set_quota(conn, info.key_id, quota, start)
+    except KeyStoreError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"{name}: {quota:,} tokens a day from {start} (was {before:,})")
+
+
+@keys.command("remove")
+@click.argument("name")
+def keys_remove(name: str) -> None:
+    """Unregister key NAME (its recorded usage stays; it then shows as unnamed)."""
+    from monitor.store.keys import KeyStoreError, remove_key
+
+    refuse_keys_in_argv([name])
+    settings = settings_or_exit()
+    engine = open_engine(settings)
+    try:
+        with engine.begin() as conn:
+            info = remove_key(conn, name)
+    except KeyStoreError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    click.echo(f"removed {info.name} (…{info.hint})")
 
 
 @cli.group()
