@@ -21,13 +21,17 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Longest ``error_message`` snippet kept; longer messages are cut at insert time.
 ERROR_MESSAGE_CHARS: Final = 500
+#: Longest ``alert_ledger.last_error`` kept.
+LAST_ERROR_CHARS: Final = 500
 KEY_HINT_CHARS: Final = 8
 EVENT_ID_CHARS: Final = 32
 
@@ -208,3 +212,39 @@ class RollupState(Base):
     name: Mapped[str] = mapped_column(String(), primary_key=True)
     watermark: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertLedger(Base):
+    """One alert decided for a key: claimed before it is sent, then sent, retried or skipped.
+
+    Unique per ``(key_id, day, rule, threshold)``, so however many processes decide the same
+    alert, one row (and one e-mail) results. Statuses: :mod:`monitor.store.alerts`.
+    """
+
+    __tablename__ = "alert_ledger"
+    __table_args__ = (
+        UniqueConstraint("key_id", "day", "rule", "threshold"),
+        Index("ix_alert_ledger_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_alert_ledger_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String())
+    day: Mapped[date] = mapped_column(Date)
+    rule: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String())
+    forecast_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    recipients: Mapped[list[str]] = mapped_column(JsonDoc)
+    subject: Mapped[str] = mapped_column(String())
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(LAST_ERROR_CHARS))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,310 @@
+"""One pass of every job (rollup → rules → ledger → SMTP) against a migrated database and a real
+SMTP server on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from smtp_server import SmtpServer, running_smtp_server
+from sqlalchemy import Engine, update
+
+from monitor.alerts.delivery import DeliveryError, Email
+from monitor.config import Settings, load_settings
+from monitor.fingerprint import key_hint, key_id
+from monitor.jobs import JobPolicy, run_tick
+from monitor.records import CallRecord
+from monitor.store.alerts import RetryPolicy, ledger_rows, recent_alerts
+from monitor.store.calls import insert_calls
+from monitor.store.engine import make_engine, upgrade
+from monitor.store.keys import add_key
+from monitor.store.models import AlertLedger
+
+RAW_KEY = "ak_live_TOPSECRETvalue_9f3c"
+KEY = key_id(RAW_KEY)
+HINT = key_hint(RAW_KEY)
+# 10:00 Beijing time on 10 March 2026.
+T0 = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+def settings_for(engine: Engine, server: SmtpServer, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": engine.url.render_as_string(hide_password=False),
+        "smtp_host": server.host,
+        "smtp_port": server.port,
+        "alert_to": ("team@example.com",),
+        "dashboard_url": "https://monitor.example.com",
+    }
+    values.update(extra)
+    return load_settings(**values)
+
+
+def calls(
+    at: datetime, n: int, tokens: int, *, status: int = 200, error: str | None = None
+) -> list[CallRecord]:
+    return [
+        CallRecord(
+            started_at=at + timedelta(seconds=i),
+            api="openai",
+            endpoint="/openai/v1/chat/completions",
+            key_id=KEY,
+            key_hint=HINT,
+            model="LongCat-Flash-Chat",
+            status_code=status,
+            error_type=error,
+            input_tokens=tokens // 2 if error is None else None,
+            output_tokens=tokens - tokens // 2 if error is None else None,
+            total_tokens=tokens if error is None else None,
+            usage_source="reported" if error is None else "none",
+        )
+        for i in range(n)
+    ]
+
+
+def insert(engine: Engine, records: list[CallRecord]) -> None:
+    with engine.begin() as conn:
+        insert_calls(conn, records)
+
+
+def register(engine: Engine, recipients: tuple[str, ...] = ("owner@example.com",)) -> None:
+    with engine.begin() as conn:
+        add_key(conn, key_id=KEY, name="search", hint=HINT, recipients=recipients, now=T0)
+
+
+def test_crossings_send_one_email_each_and_name_the_highest(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    settings = settings_for(engine, smtp)
+    register(engine)
+    insert(engine, calls(T0 - timedelta(hours=8), 26, 10_000))  # 260,000 of 500,000: 52 %
+    result = run_tick(engine, settings, T0)
+    assert (result.decided, result.sent) == (1, 1)
+    [mail] = smtp.received
+    assert mail.recipients == ["owner@example.com"]
+    assert mail.subject == "[LongCat monitor] search (…9f3c) passed 50% of its daily quota"
+    text, html = mail.part("plain"), mail.part("html")
+    assert "260,000 / 500,000 tokens (52.0%)" in text
+    assert "00:00 Beijing time, in 14 h 00 min" in text
+    assert "https://monitor.example.com" in text and "href='https://monitor.example.com'" in html
+    for secret in (RAW_KEY, "TOPSECRET"):
+        assert secret not in mail.raw.decode()
+
+    # Nothing new: nothing sent, however often it runs.
+    assert run_tick(engine, settings, T0 + timedelta(minutes=1)).sent == 0
+    # 52 % → 96 %: one e-mail naming 90 %; 80 % is recorded as superseded, never sent.
+    # (Such a jump also forecasts exhaustion before the reset: that e-mail is counted apart.)
+    insert(engine, calls(T0 + timedelta(seconds=61), 22, 10_000))
+    run_tick(engine, settings, T0 + timedelta(minutes=2))
+    run_tick(engine, settings, T0 + timedelta(minutes=3))
+    quota_mails = [m.subject for m in smtp.received if "of its daily quota" in m.subject]
+    assert quota_mails[1:] == ["[LongCat monitor] search (…9f3c) passed 90% of its daily quota"]
+    with engine.connect() as conn:
+        rows = {(r.rule, r.threshold): r for r in ledger_rows(conn, KEY)}
+        assert rows[("quota", 50)].status == "sent" and rows[("quota", 50)].attempts == 1
+        assert rows[("quota", 80)].status == "skipped"
+        assert rows[("quota", 80)].detail == "superseded by 90%"
+        assert rows[("quota", 90)].sent_at == T0 + timedelta(minutes=2)
+        newest = [(r.rule, r.threshold) for r in recent_alerts(conn, 3)]
+        assert newest == [("forecast", 1), ("quota", 80), ("quota", 90)]
+
+
+def test_same_crossing_on_the_next_beijing_day_alerts_again(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    settings = settings_for(engine, smtp)
+    last_second = datetime(2026, 3, 10, 15, 59, 59, tzinfo=UTC)  # 23:59:59 Beijing
+    midnight = datetime(2026, 3, 10, 16, 0, 0, tzinfo=UTC)  # 00:00:00 Beijing, 11 March
+    insert(engine, calls(last_second - timedelta(seconds=30), 26, 10_000))
+    run_tick(engine, settings, last_second)
+    insert(engine, calls(midnight, 26, 10_000))
+    run_tick(engine, settings, midnight + timedelta(seconds=30))
+    assert [m.subject.endswith("passed 50% of its daily quota") for m in smtp.received] == [
+        True,
+        True,
+    ]
+    with engine.connect() as conn:
+        days = sorted(str(r.day) for r in ledger_rows(conn, KEY) if r.rule == "quota")
+    assert days == ["2026-03-10", "2026-03-11"]
+    # The digest of the 10th goes out after the reset (once), to MONITOR_ALERT_TO.
+    run_tick(engine, settings, midnight + timedelta(minutes=20))
+    run_tick(engine, settings, midnight + timedelta(minutes=21))
+    digests = [m for m in smtp.received if "daily summary for 2026-03-10" in m.subject]
+    assert len(digests) == 1
+    assert "26 calls, 0 errors, 260,000 tokens (52% of its quota)" in digests[0].part("plain")
+
+
+def test_smtp_failing_twice_then_accepting_sends_exactly_one(engine: Engine) -> None:
+    with running_smtp_server(fail_first=2) as server:
+        settings = settings_for(engine, server)
+        insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
+        first = run_tick(engine, settings, T0)
+        assert (first.sent, first.failed_attempts) == (0, 1)
+        with engine.connect() as conn:
+            [row] = ledger_rows(conn, KEY)
+        assert (row.status, row.attempts) == ("retrying", 1)
+        assert row.last_error is not None and "451" in row.last_error
+        assert row.next_attempt_at == T0 + timedelta(minutes=1)
+        # Before the backoff is over: no attempt.
+        assert run_tick(engine, settings, T0 + timedelta(seconds=30)).failed_attempts == 0
+        assert run_tick(engine, settings, T0 + timedelta(minutes=1)).failed_attempts == 1
+        with engine.connect() as conn:
+            [row] = ledger_rows(conn, KEY)
+        assert row.next_attempt_at == T0 + timedelta(minutes=3)  # backoff doubled
+        assert run_tick(engine, settings, T0 + timedelta(minutes=3)).sent == 1
+        run_tick(engine, settings, T0 + timedelta(minutes=10))
+        assert len(server.received) == 1
+        assert server.handler.refused == 2
+        with engine.connect() as conn:
+            [row] = ledger_rows(conn, KEY)
+        assert (row.status, row.attempts, row.sent_at) == ("sent", 3, T0 + timedelta(minutes=3))
+
+
+def test_gives_up_after_max_attempts(engine: Engine, smtp: SmtpServer) -> None:
+    settings = settings_for(engine, smtp)
+    insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
+
+    def broken(_: Email) -> None:
+        raise DeliveryError("SMTP 554: no")
+
+    policy = JobPolicy(retry=RetryPolicy(max_attempts=2))
+    run_tick(engine, settings, T0, broken, policy=policy)
+    result = run_tick(engine, settings, T0 + timedelta(hours=1), broken, policy=policy)
+    assert result.gave_up == 1
+    assert (
+        run_tick(engine, settings, T0 + timedelta(hours=2), broken, policy=policy).failed_attempts
+        == 0
+    )
+    with engine.connect() as conn:
+        [row] = ledger_rows(conn, KEY)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 2, None)
+
+
+def test_no_recipients_is_recorded_not_retried(engine: Engine, smtp: SmtpServer) -> None:
+    settings = settings_for(engine, smtp, alert_to=())
+    insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
+    assert run_tick(engine, settings, T0).no_recipients == 1
+    run_tick(engine, settings, T0 + timedelta(hours=1))
+    assert smtp.received == []
+    with engine.connect() as conn:
+        [row] = ledger_rows(conn, KEY)
+    assert (row.status, row.attempts) == ("no_recipients", 0)
+
+
+def test_claim_left_sending_by_a_crash_is_retried_after_the_lease(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    settings = settings_for(engine, smtp)
+    insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
+
+    def crash(_: Email) -> None:
+        raise KeyboardInterrupt  # the process dies between the claim and the send
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tick(engine, settings, T0, crash)
+    with engine.connect() as conn:
+        [row] = ledger_rows(conn, KEY)
+    assert row.status == "sending"
+    assert run_tick(engine, settings, T0 + timedelta(minutes=4)).sent == 0  # lease not over
+    assert run_tick(engine, settings, T0 + timedelta(minutes=6)).sent == 1
+    assert len(smtp.received) == 1
+
+
+def test_forecast_email_when_the_burn_rate_runs_out_before_the_reset(
+    engine: Engine, smtp: SmtpServer
+) -> None:
+    settings = settings_for(engine, smtp)
+    now = T0 + timedelta(minutes=30)  # 10:30 Beijing; the window starts at 09:00
+    insert(engine, calls(T0 - timedelta(minutes=60), 9, 10_000))  # 90,000 in 90 min: 60k/h
+    run_tick(engine, settings, now)
+    [mail] = smtp.received  # 18 %: no threshold yet; 410,000 left at 60k/h: 17:20 Beijing
+    assert mail.subject.endswith("will exhaust its quota at about 17:20 Beijing time")
+    assert "at the current rate of 60,000 tokens/hour" in mail.part("plain")
+    # A forecast no earlier is not sent again; a much earlier one is.
+    insert(engine, calls(now, 1, 1_000))
+    run_tick(engine, settings, now + timedelta(minutes=5))
+    assert len(smtp.received) == 1
+    insert(engine, calls(now + timedelta(minutes=5), 10, 10_000))
+    run_tick(engine, settings, now + timedelta(minutes=10))
+    assert len(smtp.received) == 2 and "will exhaust" in smtp.received[1].subject
+
+
+def test_error_rate_and_401_burst_once_per_window(engine: Engine, smtp: SmtpServer) -> None:
+    settings = settings_for(engine, smtp)
+    start = T0 + timedelta(minutes=1)
+    insert(engine, calls(start, 15, 100))
+    insert(engine, calls(start + timedelta(seconds=20), 6, 0, status=429, error="rate_limit"))
+    insert(engine, calls(start + timedelta(seconds=30), 5, 0, status=401, error="auth"))
+    run_tick(engine, settings, T0 + timedelta(minutes=5))
+    run_tick(engine, settings, T0 + timedelta(minutes=6))
+    subjects = sorted(m.subject for m in smtp.received)
+    assert subjects == [
+        "[LongCat monitor] unnamed key …9f3c: 23% of calls rate-limited or failing",
+        "[LongCat monitor] unnamed key …9f3c: 5 calls refused with 401",
+    ]
+    assert "6 of 26 calls (23%) got 429 or 5xx in the 5 minutes from 10:00" in "\n".join(
+        m.part("plain") for m in smtp.received
+    )
+    # The next window alerts again if it is still bad.
+    insert(engine, calls(T0 + timedelta(minutes=16), 5, 0, status=401, error="auth"))
+    run_tick(engine, settings, T0 + timedelta(minutes=17))
+    assert len(smtp.received) == 3
+
+
+def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp: SmtpServer) -> None:
+    """Several processes' ticks at once, no leader: the ledger alone prevents duplicates."""
+    settings = settings_for(engine, smtp)
+    insert(engine, calls(T0 - timedelta(hours=5), 48, 10_000))  # 96 %
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def tick(i: int) -> None:
+        own = make_engine(settings.database_url)
+        try:
+            barrier.wait()
+            run_tick(own, settings, T0, worker=f"w{i}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=tick, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [m.subject.endswith("passed 90% of its daily quota") for m in smtp.received] == [True]
+    with engine.connect() as conn:
+        assert sorted((r.threshold, r.status) for r in ledger_rows(conn, KEY)) == [
+            (50, "skipped"),
+            (80, "skipped"),
+            (90, "sent"),
+        ]
+
+
+def test_ledger_columns_round_trip(engine: Engine, smtp: SmtpServer) -> None:
+    settings = settings_for(engine, smtp)
+    insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
+    run_tick(engine, settings, T0, worker="host-a:1")
+    with engine.begin() as conn:
+        conn.execute(update(AlertLedger).values(status="pending"))
+        [row] = recent_alerts(conn, 5)
+    assert row.claimed_by == "host-a:1" and row.recipients == ("team@example.com",)
+    assert row.subject.startswith("[LongCat monitor]") and "<table" in row.body_html
