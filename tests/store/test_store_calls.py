@@ -1,0 +1,114 @@
+"""insert_calls on SQLite and Postgres: every field round-trips; a replayed batch lands once."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from monitor.records import CallRecord
+from monitor.store.calls import insert_calls
+from monitor.store.engine import make_engine
+from monitor.store.models import ApiCall
+
+MakeRecord = Callable[..., CallRecord]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(ApiCall)).scalar_one())
+
+
+def test_every_field_round_trips(engine: Engine, make_call_record: MakeRecord) -> None:
+    full = make_call_record(
+        started_at=datetime(2025, 3, 1, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=8))),
+        api="anthropic",
+        endpoint="/anthropic/v1/messages",
+        method="POST",
+        key_hint="wxyz",
+        model="LongCat-Flash-Thinking",
+        stream=True,
+        status_code=429,
+        error_type="rate_limit",
+        error_code="rate_limit_exceeded",
+        error_message="slow down",
+        retry_after_s=60.0,
+        latency_ms=12.5,
+        ttft_ms=3.25,
+        input_tokens=100,
+        output_tokens=20,
+        total_tokens=120,
+        cache_read_tokens=7,
+        cache_write_tokens=3,
+        reasoning_tokens=11,
+        usage_source="estimated",
+        attempt=2,
+        request_id="req_123",
+        labels={"feature": "summarise", "user": "alice"},
+        source="gateway",
+    )
+    bare = CallRecord(started_at=datetime(2025, 3, 2, tzinfo=UTC), api="other", endpoint="/x")
+    with engine.begin() as conn:
+        insert_calls(conn, [full, bare], host="host-a")
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(ApiCall.__table__).order_by(ApiCall.id)).mappings().all()
+    assert len(rows) == 2
+    for record, row in zip([full, bare], rows, strict=True):
+        expected = dataclasses.asdict(record)
+        expected["started_at"] = record.started_at.astimezone(UTC)
+        stored = {name: row[name] for name in expected}
+        assert stored == expected
+        assert stored["started_at"].tzinfo is not None
+        assert stored["started_at"].utcoffset() == timedelta(0)
+        assert row["host"] == "host-a"
+    assert rows[0]["started_at"] == datetime(2025, 3, 1, 15, 59, 59, 123456, tzinfo=UTC)
+
+
+def test_replayed_batch_lands_once(engine: Engine, make_call_record: MakeRecord) -> None:
+    batch = [make_call_record() for _ in range(50)]
+    with engine.begin() as conn:
+        insert_calls(conn, batch)
+    with engine.begin() as conn:
+        insert_calls(conn, batch)
+    with engine.begin() as conn:  # a batch that overlaps the stored one
+        insert_calls(conn, [*batch[:10], make_call_record()])
+    assert count(engine) == 51
+
+
+def test_over_long_text_is_cut_not_refused(engine: Engine, make_call_record: MakeRecord) -> None:
+    record = make_call_record(error_message="x\x00" * 600, key_hint="0123456789")
+    with engine.begin() as conn:
+        insert_calls(conn, [record])
+    with engine.connect() as conn:
+        row = conn.execute(select(ApiCall.error_message, ApiCall.key_hint)).one()
+    assert row.error_message == "x" * 500
+    assert row.key_hint == "23456789"
+
+
+def test_host_defaults_to_this_machine(engine: Engine, make_call_record: MakeRecord) -> None:
+    import socket
+
+    with engine.begin() as conn:
+        insert_calls(conn, [make_call_record()])
+        insert_calls(conn, [])
+    with engine.connect() as conn:
+        assert conn.execute(select(ApiCall.host)).scalar_one() == socket.gethostname()
+
+
+def test_naive_times_are_taken_as_utc(engine: Engine, make_call_record: MakeRecord) -> None:
+    with engine.begin() as conn:
+        insert_calls(conn, [make_call_record(started_at=datetime(2025, 1, 1, 12, 0))])
+    with engine.connect() as conn:
+        stored = conn.execute(select(ApiCall.started_at)).scalar_one()
+    assert stored == datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
