@@ -387,5 +387,68 @@ def db_current() -> None:
         )
 
 
+# --- scheduled jobs -----------------------------------------------------------------------
+
+
+@cli.command()
+def tick() -> None:
+    """Run every scheduled job once (rollup, alert rules, sending e-mail), then exit.
+
+    For cron and tests. Safe alongside a running scheduler: the alert ledger lets one process
+    send each e-mail.
+    """
+    from monitor.jobs import run_tick
+
+    settings = settings_or_exit()
+    engine = open_engine(settings)
+    try:
+        result = run_tick(engine, settings)
+    finally:
+        engine.dispose()
+    click.echo(f"tick {result.now:%Y-%m-%d %H:%M:%S}Z: {result.summary()}")
+
+
+@cli.command()
+@click.option(
+    "--interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between passes.",
+)
+def scheduler(interval: float) -> None:
+    """Run every scheduled job each interval until stopped (SIGINT or SIGTERM).
+
+    Several schedulers on one database elect one leader (a Postgres advisory lock, or a file lock
+    next to an SQLite database); the others wait to take over.
+    """
+    import logging
+
+    from monitor.jobs import run_tick
+    from monitor.scheduler import run_scheduler
+
+    settings = settings_or_exit()
+    engine = open_engine(settings)
+    log = logging.getLogger("monitor.scheduler")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def job() -> None:
+        log.info("tick: %s", run_tick(engine, settings).summary())
+
+    click.echo(f"scheduler: every {interval:g}s on {_describe_db(settings)}; Ctrl-C to stop")
+    try:
+        run_scheduler(engine, job, interval_s=interval)
+    finally:
+        engine.dispose()
+    click.echo("scheduler: stopped")
+
+
+def _describe_db(settings: Settings) -> str:
+    from monitor.store.engine import describe_url
+
+    return describe_url(settings.database_url)
+
+
 def main() -> None:
     cli()

@@ -308,3 +308,44 @@ def test_ledger_columns_round_trip(engine: Engine, smtp: SmtpServer) -> None:
         [row] = recent_alerts(conn, 5)
     assert row.claimed_by == "host-a:1" and row.recipients == ("team@example.com",)
     assert row.subject.startswith("[LongCat monitor]") and "<table" in row.body_html
+
+
+def test_tick_command_end_to_end(
+    sqlite_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+    from monitor.config import get_settings
+
+    for name, value in {
+        "DATABASE_URL": sqlite_url,
+        "SMTP_HOST": smtp.host,
+        "SMTP_PORT": str(smtp.port),
+        "ALERT_TO": "team@example.com",
+    }.items():
+        monkeypatch.setenv("MONITOR_" + name, value)
+    get_settings.cache_clear()
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    # 260,000 tokens over the last 20 minutes: over 50 %, spread evenly (no forecast before
+    # the reset unless the reset is hours away, hence the filter below).
+    insert(engine, calls(now - timedelta(minutes=20), 26, 10_000))
+    engine.dispose()
+    try:
+        runner = CliRunner()
+        first = runner.invoke(cli, ["tick"])
+        assert first.exit_code == 0, first.output
+        assert "alerts" in first.output and first.output.count("\n") == 1
+        quota_mails = [m for m in smtp.received if "of its daily quota" in m.subject]
+        assert [m.subject for m in quota_mails] == [
+            "[LongCat monitor] unnamed key …9f3c passed 50% of its daily quota"
+        ]
+        count = len(smtp.received)
+        second = runner.invoke(cli, ["tick"])
+        assert second.exit_code == 0, second.output
+        assert "e-mails 0 sent" in second.output
+        assert len(smtp.received) == count
+    finally:
+        get_settings.cache_clear()
