@@ -14,7 +14,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import CapturedCalls
+from capture import CapturedCalls
 
 import monitor
 from monitor.fingerprint import key_id
