@@ -1,4 +1,4 @@
-"""Instrumented SDK calls land in ``api_calls`` through the real recorder, on SQLite and Postgres."""
+"""Instrumented SDK calls land in ``api_calls`` via the real recorder, on SQLite and Postgres."""
 
 from __future__ import annotations
 
