@@ -290,6 +290,14 @@ def _deliver(
         with engine.begin() as conn:
             if not ledger.claim(conn, row, worker=worker, now=now):
                 continue  # another process took it
+        if row.attempts >= retry.max_attempts:
+            # Claimed and abandoned (a crash mid-send) as many times as attempts are allowed.
+            with engine.begin() as conn:
+                ledger.mark_failed(
+                    conn, row.id, "abandoned mid-send", worker=worker, now=now, policy=retry
+                )
+            counts.gave_up += 1
+            continue
         email = Email(row.recipients, row.subject, row.body_text, row.body_html)
         try:
             send(email)

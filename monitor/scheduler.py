@@ -42,6 +42,12 @@ DEFAULT_INTERVAL_S: Final = 60
 #: The advisory lock id of the scheduler leader (an arbitrary constant, "LCMS").
 LEADER_LOCK_ID: Final = 0x4C434D53
 JOB_ID: Final = "tick"
+#: Server-side TCP keepalives on the lock's session (ignored on Unix-socket connections).
+KEEPALIVES: Final = {
+    "tcp_keepalives_idle": 20,
+    "tcp_keepalives_interval": 10,
+    "tcp_keepalives_count": 3,
+}
 
 
 class LeaderLock(Protocol):
@@ -82,6 +88,10 @@ class PostgresLeaderLock:
             report_failure("connect for the scheduler leader lock", exc)
             return False
         try:
+            # If the leader's host vanishes without closing the socket, have the server notice
+            # within about 50 s (20 s idle + 3 probes 10 s apart) and free the lock.
+            for name, value in KEEPALIVES.items():
+                conn.execute(text(f"SET {name} = {value}"))
             got = bool(
                 conn.execute(
                     text("SELECT pg_try_advisory_lock(:id)"), {"id": self._lock_id}
