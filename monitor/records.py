@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -33,8 +34,13 @@ UNBILLED_ERROR_TYPES: Final = frozenset(
 
 
 def new_event_id() -> str:
-    """A random id that makes each record unique, so a replayed write lands exactly once."""
-    return uuid.uuid4().hex
+    """A unique id per record, so a replayed write lands exactly once.
+
+    Time-ordered like UUIDv7 (48 bits of milliseconds, then 80 random bits): new ids go to the
+    end of the unique index instead of anywhere in it, which keeps batched inserts fast.
+    """
+    # random reseeds itself in a forked child, so workers never repeat each other's ids
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 @dataclass(slots=True)
