@@ -450,5 +450,35 @@ def _describe_db(settings: Settings) -> str:
     return describe_url(settings.database_url)
 
 
+# --- dashboard and demo --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8501, show_default=True, type=int)
+def dashboard(host: str, port: int) -> None:
+    """Serve the team dashboard (Streamlit) on MONITOR_DATABASE_URL."""
+    from monitor.dashboard_server import dashboard_url, streamlit_argv
+
+    settings_or_exit()
+    argv = streamlit_argv(host, port)
+    click.echo(f"longcat-monitor: dashboard on {dashboard_url(host, port)}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)  # become the server: signals and exit status are its own
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard address.")
+@click.option("--port", default=8501, show_default=True, type=int, help="Dashboard port.")
+@click.option("--seed-only", is_flag=True, help="Write the demo data, run the jobs, and exit.")
+def demo(host: str, port: int, seed_only: bool) -> None:
+    """See it work with no API key: simulator, real SDK traffic, alerts, dashboard."""
+    from monitor.demo import run_demo
+
+    settings_or_exit()
+    run_demo(host=host, port=port, seed_only=seed_only)
+
+
 def main() -> None:
     cli()

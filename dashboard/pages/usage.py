@@ -1,0 +1,121 @@
+"""Usage over time: tokens per day per key against its quota, by model, by label."""
+
+from __future__ import annotations
+
+import altair as alt
+import streamlit as st
+
+from dashboard import common
+from monitor.queries import (
+    bucket_for,
+    daily_key_tokens,
+    hourly_rows,
+    label_breakdown,
+    tokens_by_model,
+)
+
+
+def render(ctx: common.Context) -> None:
+    st.title("Usage over time")
+    st.caption(common.filters_caption(ctx))
+    with ctx.engine.connect() as conn:
+        days = daily_key_tokens(conn, ctx.filters, ctx.tz, ctx.settings.default_quota)
+        rows = hourly_rows(conn, ctx.filters, ctx.tz)
+        chosen = st.session_state.get("usage_label")
+        labels = label_breakdown(conn, ctx.filters, ctx.tz, chosen)
+    if not days:
+        st.info("No usage in this range.")
+        return
+
+    total = sum(d.total_tokens for d in days)
+    cols = st.columns(3)
+    cols[0].metric("Tokens in range", f"{total:,}")
+    cols[1].metric("Calls in range", f"{sum(d.requests for d in days):,}")
+    over = sum(1 for d in days if d.total_tokens >= d.quota)
+    cols[2].metric("Key-days at or over quota", f"{over}")
+
+    st.subheader("Tokens per day per key, against its quota")
+    per_day = common.frame(
+        [
+            {
+                "day": str(d.day),
+                "key": ctx.key_label(d.key_id),
+                "tokens": d.total_tokens,
+                "quota": d.quota,
+                "used %": round(100 * d.total_tokens / d.quota, 1) if d.quota else 0.0,
+            }
+            for d in days
+        ]
+    )
+    x = alt.X("day:O", title=f"Quota day ({ctx.tz_label})")
+    base = alt.Chart(per_day).encode(x=x, xOffset="key:N")
+    bars = base.mark_bar().encode(
+        y=alt.Y("tokens:Q", title="Tokens"),
+        color=alt.Color("key:N", title="Key"),
+        tooltip=["day:O", "key:N", alt.Tooltip("tokens:Q", format=","), "quota:Q", "used %:Q"],
+    )
+    quota_ticks = base.mark_tick(color="black", thickness=2).encode(
+        y="quota:Q", tooltip=["key:N", alt.Tooltip("quota:Q", format=",")]
+    )
+    common.chart(alt.layer(bars, quota_ticks).properties(height=320))
+    st.caption("Black ticks: the key's quota that day. Failed calls that are not billed count 0.")
+
+    st.subheader("By model")
+    bucket = bucket_for(ctx.filters)
+    by_model = tokens_by_model(rows, bucket, ctx.tz)
+    model_frame = common.frame(
+        [
+            {"when": m.bucket, "model": m.model or "(not recorded)", "tokens": m.total_tokens}
+            for m in by_model
+        ],
+        ["when", "model", "tokens"],
+    )
+    model_frame["when"] = common.local_times(list(model_frame["when"]), ctx.tz)
+    unit = "Hour" if bucket == "hour" else "Quota day"
+    common.chart(
+        alt.Chart(model_frame)
+        .mark_bar()
+        .encode(
+            x=common.time_x("when", f"{unit} ({ctx.tz_label})"),
+            y=alt.Y("sum(tokens):Q", title="Tokens"),
+            color=alt.Color("model:N", title="Model"),
+            tooltip=["model:N", alt.Tooltip("sum(tokens):Q", format=",", title="tokens")],
+        )
+        .properties(height=280)
+    )
+
+    st.subheader("By label")
+    if not labels.names:
+        st.info(
+            "No labelled calls in this range. Label calls with "
+            '`with monitor.tags(feature="search", user="alice"): ...`.'
+        )
+    else:
+        st.selectbox("Label", labels.names, key="usage_label")
+        label_frame = common.frame(
+            [
+                {"day": str(r.day), "value": r.value, "tokens": r.total_tokens, "calls": r.requests}
+                for r in labels.rows
+            ]
+        )
+        common.chart(
+            alt.Chart(label_frame)
+            .mark_bar()
+            .encode(
+                x=alt.X("day:O", title=f"Quota day ({ctx.tz_label})"),
+                y=alt.Y("tokens:Q", title="Tokens"),
+                color=alt.Color("value:N", title=labels.label),
+                tooltip=["value:N", alt.Tooltip("tokens:Q", format=","), "calls:Q"],
+            )
+            .properties(height=280)
+        )
+        note = f"Read from {labels.scanned:,} recorded calls"
+        if labels.truncated:
+            note += " (the newest only: narrow the range or the keys for the rest)"
+        st.caption(note + ".")
+
+    with st.expander("Table: tokens per key per day"):
+        st.dataframe(per_day, hide_index=True, use_container_width=True)
+
+
+common.run_page(render)

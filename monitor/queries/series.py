@@ -1,0 +1,420 @@
+"""Time series for the dashboard's charts, read from the rollups wherever they can be.
+
+Everything hourly comes from ``hourly_usage`` (one row per key, UTC hour, model and streaming
+mode), so a chart costs the same at a thousand calls or ten million. Only an endpoint filter
+(which the rollups do not keep) and the label breakdown read ``api_calls``, bounded by the date
+range on the ``started_at`` index.
+
+Percentiles cannot be added up: where one bucket combines several rollup rows (several keys, or
+the hours of a day) the figure shown is their request-weighted mean, which is exact for a single
+row and a close, stated approximation otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from typing import Any, Final, Literal, cast
+
+from sqlalchemy import Connection, select
+
+from monitor.queries.filters import Filters
+from monitor.quota_day import day_start, quota_day
+from monitor.rollup import CallFacts, billed_tokens, group_hourly
+from monitor.store.keys import quota_for
+from monitor.store.models import ApiCall, DailyUsage, HourlyUsage
+
+Bucket = Literal["hour", "day"]
+
+#: Ranges up to this many days are charted by the hour, longer ones by the quota day.
+HOURLY_UP_TO_DAYS: Final = 7
+#: The label breakdown reads at most this many calls (newest first) and says when it stopped.
+LABEL_SCAN_LIMIT: Final = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class HourRow:
+    """One ``hourly_usage`` row (or the same figures computed from ``api_calls``)."""
+
+    hour: datetime
+    key_id: str
+    model: str
+    stream: bool
+    requests: int
+    errors: int
+    errors_by_class: dict[str, int]
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+
+
+def bucket_for(filters: Filters) -> Bucket:
+    """Hourly buckets for short ranges, quota days for long ones."""
+    return "hour" if filters.days <= HOURLY_UP_TO_DAYS else "day"
+
+
+def bucket_start(hour: datetime, bucket: Bucket, tz: tzinfo) -> datetime:
+    """The UTC start of the bucket an hour falls in."""
+    return hour if bucket == "hour" else day_start(quota_day(hour, tz), tz)
+
+
+def hourly_rows(conn: Connection, filters: Filters, tz: tzinfo) -> list[HourRow]:
+    """The hourly figures in the filters' range, oldest first.
+
+    From ``hourly_usage``; with an endpoint filter, computed from the matching ``api_calls``.
+    """
+    start, end = filters.utc_bounds(tz)
+    if filters.endpoints:
+        return _hourly_from_calls(conn, filters, start, end)
+    h = HourlyUsage
+    query = select(HourlyUsage.__table__).where(h.hour >= start, h.hour < end)
+    if filters.key_ids:
+        query = query.where(h.key_id.in_(filters.key_ids))
+    if filters.models:
+        query = query.where(h.model.in_(filters.models))
+    rows = conn.execute(query.order_by(h.hour, h.key_id, h.model, h.stream))
+    return [
+        HourRow(
+            hour=row.hour,
+            key_id=row.key_id,
+            model=row.model,
+            stream=bool(row.stream),
+            requests=int(row.requests),
+            errors=int(row.errors),
+            errors_by_class={k: int(v) for k, v in (row.errors_by_class or {}).items()},
+            input_tokens=int(row.input_tokens),
+            output_tokens=int(row.output_tokens),
+            total_tokens=int(row.total_tokens),
+            latency_p50_ms=row.latency_p50_ms,
+            latency_p95_ms=row.latency_p95_ms,
+            latency_p99_ms=row.latency_p99_ms,
+            ttft_p50_ms=row.ttft_p50_ms,
+            ttft_p95_ms=row.ttft_p95_ms,
+        )
+        for row in rows
+    ]
+
+
+def _hourly_from_calls(
+    conn: Connection, filters: Filters, start: datetime, end: datetime
+) -> list[HourRow]:
+    c = ApiCall
+    query = select(
+        c.started_at,
+        c.key_id,
+        c.model,
+        c.stream,
+        c.error_type,
+        c.latency_ms,
+        c.ttft_ms,
+        c.input_tokens,
+        c.output_tokens,
+        c.cache_read_tokens,
+        c.reasoning_tokens,
+        c.total_tokens,
+    ).where(
+        c.started_at >= start,
+        c.started_at < end,
+        c.key_id.is_not(None),
+        c.endpoint.in_(filters.endpoints),
+    )
+    if filters.key_ids:
+        query = query.where(c.key_id.in_(filters.key_ids))
+    if filters.models:
+        query = query.where(c.model.in_(filters.models))
+    groups = group_hourly(CallFacts(*cast(Any, row)) for row in conn.execute(query))
+    return [
+        HourRow(
+            hour=hour,
+            key_id=key_id,
+            model=model,
+            stream=stream,
+            requests=t.requests,
+            errors=t.errors,
+            errors_by_class=t.errors_by_class,
+            input_tokens=t.input_tokens,
+            output_tokens=t.output_tokens,
+            total_tokens=t.total_tokens,
+            latency_p50_ms=t.latency_p50_ms,
+            latency_p95_ms=t.latency_p95_ms,
+            latency_p99_ms=t.latency_p99_ms,
+            ttft_p50_ms=t.ttft_p50_ms,
+            ttft_p95_ms=t.ttft_p95_ms,
+        )
+        for (key_id, hour, model, stream), t in sorted(groups.items())
+    ]
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DayKeyTokens:
+    """One key's quota day: billed tokens against the quota in force that day."""
+
+    day: date
+    key_id: str
+    total_tokens: int
+    input_tokens: int
+    output_tokens: int
+    requests: int
+    errors: int
+    quota: int
+
+
+def daily_key_tokens(
+    conn: Connection, filters: Filters, tz: tzinfo, default_quota: int
+) -> list[DayKeyTokens]:
+    """Tokens per key per quota day in the range, by day then key.
+
+    Read from ``daily_usage``; with a model or endpoint filter, summed from the hourly figures
+    (the quota is still the key's whole quota that day).
+    """
+    if not filters.models and not filters.endpoints:
+        d = DailyUsage
+        query = select(DailyUsage.__table__).where(d.day >= filters.start, d.day <= filters.end)
+        if filters.key_ids:
+            query = query.where(d.key_id.in_(filters.key_ids))
+        return [
+            DayKeyTokens(
+                row.day,
+                row.key_id,
+                int(row.total_tokens),
+                int(row.input_tokens),
+                int(row.output_tokens),
+                int(row.requests),
+                int(row.errors),
+                int(row.quota),
+            )
+            for row in conn.execute(query.order_by(d.day, d.key_id))
+        ]
+    sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for row in hourly_rows(conn, filters, tz):
+        figures = sums[(quota_day(row.hour, tz), row.key_id)]
+        figures[0] += row.total_tokens
+        figures[1] += row.input_tokens
+        figures[2] += row.output_tokens
+        figures[3] += row.requests
+        figures[4] += row.errors
+    return [
+        DayKeyTokens(
+            day,
+            key_id,
+            total,
+            inputs,
+            outputs,
+            requests,
+            errors,
+            quota=quota_for(conn, key_id, day, default_quota),
+        )
+        for (day, key_id), (total, inputs, outputs, requests, errors) in sorted(sums.items())
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTokens:
+    bucket: datetime
+    model: str
+    total_tokens: int
+    requests: int
+
+
+def tokens_by_model(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[ModelTokens]:
+    """Billed tokens and requests per bucket per model."""
+    sums: dict[tuple[datetime, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        figures = sums[(bucket_start(row.hour, bucket, tz), row.model)]
+        figures[0] += row.total_tokens
+        figures[1] += row.requests
+    return [ModelTokens(b, model, t, r) for (b, model), (t, r) in sorted(sums.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTokens:
+    day: date
+    value: str
+    total_tokens: int
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabelBreakdown:
+    """Billed tokens per quota day per value of one label, and the label names seen."""
+
+    label: str | None
+    names: list[str]
+    rows: list[LabelTokens]
+    scanned: int
+    truncated: bool
+
+
+#: The value shown for calls made without the chosen label.
+UNLABELLED: Final = "(none)"
+
+
+def label_breakdown(
+    conn: Connection,
+    filters: Filters,
+    tz: tzinfo,
+    label: str | None = None,
+    *,
+    limit: int = LABEL_SCAN_LIMIT,
+) -> LabelBreakdown:
+    """Tokens per day per value of the ``monitor.tags`` label ``label`` (the first name if None).
+
+    Labels are not rolled up, so this reads ``api_calls`` in the range, newest first, at most
+    ``limit`` of them.
+    """
+    start, end = filters.utc_bounds(tz)
+    c = ApiCall
+    query = select(
+        c.started_at, c.labels, c.error_type, c.total_tokens, c.input_tokens, c.output_tokens
+    ).where(c.started_at >= start, c.started_at < end, c.key_id.is_not(None))
+    if filters.key_ids:
+        query = query.where(c.key_id.in_(filters.key_ids))
+    if filters.models:
+        query = query.where(c.model.in_(filters.models))
+    if filters.endpoints:
+        query = query.where(c.endpoint.in_(filters.endpoints))
+    calls = conn.execute(query.order_by(c.started_at.desc()).limit(limit + 1)).all()
+    truncated = len(calls) > limit
+    calls = calls[:limit]
+    names = sorted({name for call in calls for name in (call.labels or {})})
+    chosen = label if label in names else (names[0] if names else None)
+    sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0])
+    if chosen is not None:
+        for call in calls:
+            value = (call.labels or {}).get(chosen, UNLABELLED)
+            facts = CallFacts(
+                call.started_at,
+                "",
+                error_type=call.error_type,
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+                total_tokens=call.total_tokens,
+            )
+            figures = sums[(quota_day(call.started_at, tz), value)]
+            figures[0] += billed_tokens(facts)
+            figures[1] += 1
+    rows = [LabelTokens(day, value, t, r) for (day, value), (t, r) in sorted(sums.items())]
+    return LabelBreakdown(chosen, names, rows, len(calls), truncated)
+
+
+# --- errors and latency -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPoint:
+    """Failed calls of one class in one bucket, and their share of all the bucket's calls."""
+
+    bucket: datetime
+    error_class: str
+    errors: int
+    requests: int
+
+    @property
+    def share(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def error_series(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[ErrorPoint]:
+    """Errors by class per bucket; buckets with calls but no errors are left out."""
+    requests: dict[datetime, int] = defaultdict(int)
+    errors: dict[tuple[datetime, str], int] = defaultdict(int)
+    for row in rows:
+        b = bucket_start(row.hour, bucket, tz)
+        requests[b] += row.requests
+        for error_class, count in row.errors_by_class.items():
+            errors[(b, error_class)] += count
+    return [ErrorPoint(b, cls, n, requests[b]) for (b, cls), n in sorted(errors.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorTotals:
+    requests: int
+    errors: int
+    by_class: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def error_totals(rows: Iterable[HourRow]) -> ErrorTotals:
+    """Calls, failed calls and failures by class over all of ``rows``."""
+    requests = errors = 0
+    by_class: dict[str, int] = defaultdict(int)
+    for row in rows:
+        requests += row.requests
+        errors += row.errors
+        for error_class, count in row.errors_by_class.items():
+            by_class[error_class] += count
+    ordered = dict(sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
+    return ErrorTotals(requests, errors, ordered)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPoint:
+    """Latency and time-to-first-token percentiles (ms) of one model and mode in one bucket."""
+
+    bucket: datetime | None
+    model: str
+    stream: bool
+    requests: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+
+
+_LATENCY_FIELDS: Final = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+)
+
+
+def _weighted(rows: Sequence[HourRow], name: str) -> float | None:
+    pairs = [(getattr(r, name), r.requests) for r in rows if getattr(r, name) is not None]
+    weight = sum(w for _, w in pairs)
+    if not pairs or weight <= 0:
+        return None
+    return float(sum(v * w for v, w in pairs) / weight)
+
+
+def _combine(
+    rows: Sequence[HourRow], bucket: datetime | None, model: str, stream: bool
+) -> LatencyPoint:
+    return LatencyPoint(
+        bucket,
+        model,
+        stream,
+        sum(r.requests for r in rows),
+        *(_weighted(rows, name) for name in _LATENCY_FIELDS),
+    )
+
+
+def latency_series(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[LatencyPoint]:
+    """Percentiles per bucket per (model, streamed or not)."""
+    groups: dict[tuple[datetime, str, bool], list[HourRow]] = defaultdict(list)
+    for row in rows:
+        groups[(bucket_start(row.hour, bucket, tz), row.model, row.stream)].append(row)
+    return [_combine(g, b, m, s) for (b, m, s), g in sorted(groups.items())]
+
+
+def latency_summary(rows: Iterable[HourRow]) -> list[LatencyPoint]:
+    """Percentiles over the whole range per (model, streamed or not); ``bucket`` is None."""
+    groups: dict[tuple[str, bool], list[HourRow]] = defaultdict(list)
+    for row in rows:
+        groups[(row.model, row.stream)].append(row)
+    return [_combine(g, None, m, s) for (m, s), g in sorted(groups.items())]
