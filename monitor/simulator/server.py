@@ -83,7 +83,10 @@ class RunningSimulator:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("the simulator is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose
+        # proto says TCP, and without it Nagle plus delayed ACKs add ~40 ms to every keep-alive
+        # request (uvicorn writes the status line and the body separately).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((LOCALHOST, 0))
         self._socket = sock

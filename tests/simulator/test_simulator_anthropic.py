@@ -15,7 +15,7 @@ MODEL = "LongCat-Flash-Chat"
 MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the quota rules in one line."}]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(simulator: RunningSimulator) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(
         base_url=simulator.anthropic_base_url, api_key="sk-test", max_retries=0

@@ -14,7 +14,7 @@ MODEL = "LongCat-Flash-Chat"
 MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the quota rules in one line."}]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(simulator: RunningSimulator) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
         base_url=simulator.openai_base_url, api_key="sk-test", max_retries=0

@@ -26,7 +26,7 @@ ANTHROPIC_BODY: dict[str, Any] = {**OPENAI_BODY, "max_tokens": 64}
 KEY = {"authorization": "Bearer sk-test"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def http(simulator: RunningSimulator) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=simulator.base_url, timeout=5) as client:
         yield client
