@@ -42,6 +42,38 @@ def simulate(host: str, port: int) -> None:
     serve_forever(host=host, port=port)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--upstream", help="Where to forward [default: MONITOR_UPSTREAM_URL].")
+def gateway(host: str, port: int, upstream: str | None) -> None:
+    """Run the monitoring gateway: a local proxy for /openai/... and /anthropic/... that records
+    every call (point Claude Code, curl or any SDK at it instead of api.longcat.chat)."""
+    from monitor.config import load_settings
+    from monitor.gateway.server import is_loopback, serve_forever
+
+    settings = settings_or_exit()
+    if upstream is not None:
+        try:
+            settings = load_settings(upstream_url=upstream)
+        except ConfigError as exc:
+            fail(str(exc).replace("MONITOR_UPSTREAM_URL", "--upstream"), status=2)
+    if not is_loopback(host) and settings.gateway_token is None:
+        fail(
+            f"refusing to listen on {host}, reachable from other machines, without an access "
+            "token: set MONITOR_GATEWAY_TOKEN (clients then send it as x-gateway-token), "
+            "or keep the default --host 127.0.0.1",
+            status=2,
+        )
+    guard = "on" if settings.gateway_quota_guard else "off"
+    click.echo(
+        f"gateway: http://{host}:{port} → {settings.upstream_url}; recording to "
+        f"{_describe_db(settings)}; access token {'required' if settings.gateway_token else 'off'}"
+        f"; quota guard {guard}"
+    )
+    serve_forever(settings, host=host, port=port)
+
+
 # --- keys ---------------------------------------------------------------------------------
 
 #: The environment variable ``keys add`` reads the API key from (else standard input).

@@ -20,6 +20,13 @@ RAISED_QUOTA: Final = 5_000_000
 DEFAULT_QUOTA_TZ: Final = "Asia/Shanghai"
 DEFAULT_ALERT_THRESHOLDS: Final = (50, 80, 90, 100)
 DEFAULT_UPSTREAM_URL: Final = "https://api.longcat.chat"
+#: Seconds the gateway waits for the upstream to accept a connection, then to send each read.
+DEFAULT_GATEWAY_CONNECT_TIMEOUT_S: Final = 10.0
+DEFAULT_GATEWAY_TIMEOUT_S: Final = 600.0
+#: How often, at most, the gateway's quota guard re-reads the rollup tables.
+DEFAULT_GATEWAY_GUARD_REFRESH_S: Final = 30.0
+#: Shortest MONITOR_GATEWAY_TOKEN accepted (a shared gateway's only protection).
+GATEWAY_TOKEN_MIN_CHARS: Final = 16
 DEFAULT_SMTP_PORT: Final = 25
 DEFAULT_QUEUE_SIZE: Final = 10_000
 DEFAULT_BATCH_SIZE: Final = 500
@@ -54,6 +61,11 @@ class Settings(BaseSettings):
     alert_from: str = "longcat-monitor@localhost"
     alert_to: Annotated[tuple[str, ...], NoDecode] = ()
     upstream_url: str = DEFAULT_UPSTREAM_URL
+    gateway_token: SecretStr | None = None
+    gateway_quota_guard: bool = False
+    gateway_guard_refresh_s: float = Field(DEFAULT_GATEWAY_GUARD_REFRESH_S, gt=0)
+    gateway_connect_timeout_s: float = Field(DEFAULT_GATEWAY_CONNECT_TIMEOUT_S, gt=0)
+    gateway_timeout_s: float = Field(DEFAULT_GATEWAY_TIMEOUT_S, gt=0)
     key_secret: SecretStr | None = None
     dashboard_url: str | None = None
     dashboard_password: SecretStr | None = None
@@ -83,6 +95,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is not a time zone; expected an IANA name such as Asia/Shanghai"
             ) from None
+        return value
+
+    @field_validator("gateway_token")
+    @classmethod
+    def _check_gateway_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        token = value.get_secret_value()
+        if len(token) < GATEWAY_TOKEN_MIN_CHARS or any(c.isspace() for c in token):
+            raise ValueError(
+                f"expected at least {GATEWAY_TOKEN_MIN_CHARS} characters with no spaces "
+                "(for example the output of `openssl rand -hex 24`)"
+            )
         return value
 
     @field_validator("alert_thresholds", mode="before")

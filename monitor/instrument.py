@@ -64,12 +64,15 @@ def _instrument_http_client(client: Any, http: types.ModuleType, starter: CallSt
     }
 
 
-def instrument(client: ClientT, *, recorder: SupportsSubmit | None = None) -> ClientT:
+def instrument(
+    client: ClientT, *, recorder: SupportsSubmit | None = None, source: str = "wrapper"
+) -> ClientT:
     """Record every call ``client`` makes; return the client to use from then on.
 
     ``client`` may be an ``openai`` or ``anthropic`` SDK client (sync or async, on httpx or
     httpx2) or an ``httpx``/``httpx2`` ``Client``/``AsyncClient``. The same object is returned,
-    its transport wrapped; instrumenting it again changes nothing.
+    its transport wrapped; instrumenting it again changes nothing. ``source`` is stored with each
+    call (``"gateway"`` for calls the gateway forwards).
 
     >>> from openai import OpenAI
     >>> import monitor
@@ -80,7 +83,7 @@ def instrument(client: ClientT, *, recorder: SupportsSubmit | None = None) -> Cl
     submit: Callable[[CallRecord], None] = (
         recorder.submit if recorder is not None else _default_submit
     )
-    starter = CallStarter(submit, _key_secret)
+    starter = CallStarter(submit, _key_secret, source=source)
     http = _http_module_of(client)
     if http is not None:
         _instrument_http_client(client, http, starter)

@@ -7,6 +7,7 @@ then ``on_end`` / ``on_body_error`` / ``on_close``. Nothing here raises into the
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -187,6 +188,9 @@ class CallObserver:
     def on_body_error(self, exc: BaseException) -> None:
         if isinstance(exc, GeneratorExit):
             return  # the caller stopped reading; on_close tells the rest
+        if isinstance(exc, asyncio.CancelledError):
+            self.on_close()  # the caller's task was cancelled mid-read: it closed the stream
+            return
         self._finish(exception_error(exc, during_stream=self._splitter is not None))
 
     def on_close(self) -> None:

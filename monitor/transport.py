@@ -33,8 +33,11 @@ _REWRITTEN_HEADERS: Final = ("content-encoding", "content-length")
 class CallStarter:
     """Turns a request into an observer (and, for OpenAI streams, a request asking for usage)."""
 
-    def __init__(self, submit: Submit, key_secret: Callable[[], str | None]) -> None:
+    def __init__(
+        self, submit: Submit, key_secret: Callable[[], str | None], *, source: str = "wrapper"
+    ) -> None:
         self.submit = submit
+        self.source = source
         self._key_secret = key_secret
 
     def start(self, request: Any, http: types.ModuleType) -> tuple[CallObserver, Any]:
@@ -47,6 +50,7 @@ class CallStarter:
             endpoint=url.path,
             method=request.method,
             labels=dict(current_labels()),
+            source=self.source,
         )
         raw_key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
         if raw_key:

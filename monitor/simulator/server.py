@@ -21,7 +21,7 @@ LOCALHOST = "127.0.0.1"
 
 
 def _config(
-    options: SimulatorOptions | None, host: str, port: int, log_level: str
+    options: SimulatorOptions | None, host: str, port: int, *, quiet: bool
 ) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(options),
@@ -30,8 +30,8 @@ def _config(
         http="h11",
         ws="none",
         lifespan="off",
-        log_level=log_level,
-        access_log=False,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
@@ -40,9 +40,7 @@ def serve_forever(
     host: str = LOCALHOST, port: int = 8900, options: SimulatorOptions | None = None
 ) -> None:
     """Serve the simulator until interrupted (``longcat-monitor simulate``)."""
-    config = _config(options, host, port, "info")
-    config.access_log = True
-    uvicorn.Server(config).run()
+    uvicorn.Server(_config(options, host, port, quiet=False)).run()
 
 
 class RunningSimulator:
@@ -91,7 +89,7 @@ class RunningSimulator:
         sock.bind((LOCALHOST, 0))
         self._socket = sock
         self._port = sock.getsockname()[1]
-        server = uvicorn.Server(_config(self._options, LOCALHOST, self._port, "warning"))
+        server = uvicorn.Server(_config(self._options, LOCALHOST, self._port, quiet=True))
         self._server = server
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="longcat-simulator", daemon=True
