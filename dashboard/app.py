@@ -1,7 +1,7 @@
 """The team dashboard: ``longcat-monitor dashboard`` (or ``streamlit run dashboard/app.py``).
 
 This entry script checks access and the database, draws the shared filters in the sidebar and
-hands over to the page chosen in the navigation (``dashboard/pages/*.py``).
+hands over to the page chosen in the navigation (``dashboard/views/*.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from monitor.queries import DatabaseState, database_status
 
 RETRY_DATABASE_S = 15
 
-st.set_page_config(page_title="LongCat usage monitor", page_icon="📈", layout="wide")
+st.set_page_config(
+    page_title="LongCat usage monitor", page_icon=":material/monitoring:", layout="wide"
+)
 
 settings = common.settings_or_stop()
 common.password_gate(settings)
@@ -41,15 +43,15 @@ if status.state is not DatabaseState.READY:
     st.stop()
 
 common.sidebar_filters(settings, engine)
-here = Path(__file__).parent / "pages"
+here = Path(__file__).parent / "views"
 navigation = st.navigation(
     [
-        st.Page(here / "today.py", title="Today", icon="⏱️", default=True),
-        st.Page(here / "usage.py", title="Usage over time", icon="📊"),
-        st.Page(here / "errors.py", title="Errors", icon="⚠️"),
-        st.Page(here / "latency.py", title="Latency", icon="⏲️"),
-        st.Page(here / "alerts.py", title="Alerts", icon="✉️"),
-        st.Page(here / "keys.py", title="Keys", icon="🔑"),
+        st.Page(here / "today.py", title="Today", icon=":material/today:", default=True),
+        st.Page(here / "usage.py", title="Usage over time", icon=":material/bar_chart:"),
+        st.Page(here / "errors.py", title="Errors", icon=":material/error:"),
+        st.Page(here / "latency.py", title="Latency", icon=":material/speed:"),
+        st.Page(here / "alerts.py", title="Alerts", icon=":material/mail:"),
+        st.Page(here / "keys.py", title="Keys", icon=":material/key:"),
     ]
 )
 navigation.run()

@@ -107,6 +107,8 @@ def zone_label(tz: tzinfo, at: datetime | None = None) -> str:
     hours, mins = divmod(abs(minutes), 60)
     utc = f"UTC{sign}{hours}" + (f":{mins:02d}" if mins else "")
     name = str(tz)
+    if name in ("UTC", "Etc/UTC", "Universal", "Zulu"):
+        return "UTC"
     if name in ("Asia/Shanghai", "Asia/Chongqing", "PRC"):
         return f"Beijing time ({utc})"
     return f"{name} ({utc})"
@@ -143,11 +145,11 @@ def local_times(moments: list[datetime], tz: tzinfo) -> list[datetime]:
 
 def time_x(field: str, title: str) -> alt.X:
     """A time axis that shows the values as given (wall-clock), not in the browser's zone."""
-    return alt.X(f"{field}:T", title=title, scale=alt.Scale(type="utc"), axis=alt.Axis(format=None))
+    return alt.X(f"{field}:T", title=title, scale=alt.Scale(type="utc"))
 
 
 def chart(figure: alt.Chart | alt.LayerChart) -> None:
-    st.altair_chart(figure, use_container_width=True)
+    st.altair_chart(figure, width="stretch")
 
 
 # --- filters -------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ STOP_TIMEOUT_S: Final = 10.0
 
 def app_path() -> Path:
     """The dashboard's entry script, ``dashboard/app.py``."""
-    from dashboard import APP_PATH
+    import dashboard
 
-    return APP_PATH
+    return Path(next(iter(dashboard.__path__))) / "app.py"
 
 
 def streamlit_argv(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> list[str]:

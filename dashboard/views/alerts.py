@@ -70,7 +70,7 @@ def render(ctx: common.Context) -> None:
             for r in overview.rows
         ]
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     st.subheader("Latest e-mails")
     for row in overview.rows[:SHOWN_BODIES]:
         if row.status == ledger.SKIPPED:

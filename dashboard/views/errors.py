@@ -85,7 +85,7 @@ def render(ctx: common.Context) -> None:
             for f in failures
         ]
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     st.caption(f"The {len(failures)} newest failed calls in the range (attempt 0 = first try).")
 
 

@@ -37,7 +37,7 @@ def render(ctx: common.Context) -> None:
             for k in keys
         ]
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     if any(k.name is None for k in keys):
         st.caption(
             "Unnamed keys were seen in traffic but never registered; they get the default quota "

@@ -78,7 +78,7 @@ def render(ctx: common.Context) -> None:
             for p in latency_summary(rows)
         ]
     )
-    st.dataframe(summary, hide_index=True, use_container_width=True)
+    st.dataframe(summary, hide_index=True, width="stretch")
     st.caption(
         "From the hourly rollup. Where a point combines several keys or hours, it shows the "
         "call-weighted mean of their percentiles."
@@ -92,7 +92,7 @@ def _lines(data: object, x_title: str, y_title: str) -> alt.Chart:
         .encode(
             x=common.time_x("when", x_title),
             y=alt.Y("ms:Q", title=y_title),
-            color=alt.Color("series:N", title="Model · mode"),
+            color=alt.Color("series:N", title="Model · mode", legend=alt.Legend(orient="bottom")),
             tooltip=["series:N", alt.Tooltip("ms:Q", format=",.0f")],
         )
         .properties(height=280)

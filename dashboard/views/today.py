@@ -80,13 +80,14 @@ def _key_panel(ctx: common.Context, today: TodayOverview, key: KeyToday) -> None
             text=f"{100 * fraction:.1f}% of the daily quota used"
             + (" — quota exhausted" if key.exhausted else ""),
         )
-        cols = st.columns(6)
-        cols[0].metric("Used today", f"{usage.total_tokens:,}")
-        cols[1].metric("Quota", f"{usage.quota:,}")
-        cols[2].metric("Remaining", f"{key.remaining:,}")
-        cols[3].metric("Calls today", f"{usage.requests:,}")
-        cols[4].metric("Error rate", f"{100 * key.error_rate:.1f}%")
-        cols[5].metric("Runs out at", _exhaustion_text(ctx, today, key))
+        top = st.columns(3)
+        top[0].metric("Used today", f"{usage.total_tokens:,}")
+        top[1].metric("Quota", f"{usage.quota:,}")
+        top[2].metric("Remaining", f"{key.remaining:,}")
+        bottom = st.columns(3)
+        bottom[0].metric("Calls today", f"{usage.requests:,}")
+        bottom[1].metric("Error rate", f"{100 * key.error_rate:.1f}%")
+        bottom[2].metric("Runs out at", _exhaustion_text(ctx, today, key))
         _forecast_caption(ctx, today, key)
         common.chart(_burn_down(ctx, today, key))
 

@@ -34,7 +34,7 @@ def render(ctx: common.Context) -> None:
     over = sum(1 for d in days if d.total_tokens >= d.quota)
     cols[2].metric("Key-days at or over quota", f"{over}")
 
-    st.subheader("Tokens per day per key, against its quota")
+    st.subheader("Share of the daily quota used, per key")
     per_day = common.frame(
         [
             {
@@ -47,18 +47,29 @@ def render(ctx: common.Context) -> None:
             for d in days
         ]
     )
-    x = alt.X("day:O", title=f"Quota day ({ctx.tz_label})")
-    base = alt.Chart(per_day).encode(x=x, xOffset="key:N")
-    bars = base.mark_bar().encode(
-        y=alt.Y("tokens:Q", title="Tokens"),
-        color=alt.Color("key:N", title="Key"),
-        tooltip=["day:O", "key:N", alt.Tooltip("tokens:Q", format=","), "quota:Q", "used %:Q"],
+    bars = (
+        alt.Chart(per_day)
+        .mark_bar()
+        .encode(
+            x=alt.X("day:O", title=f"Quota day ({ctx.tz_label})", axis=alt.Axis(labelAngle=0)),
+            xOffset="key:N",
+            y=alt.Y("used %:Q", title="% of the day's quota"),
+            color=alt.Color("key:N", title="Key"),
+            tooltip=[
+                "day:O",
+                "key:N",
+                alt.Tooltip("tokens:Q", format=","),
+                alt.Tooltip("quota:Q", format=","),
+                "used %:Q",
+            ],
+        )
     )
-    quota_ticks = base.mark_tick(color="black", thickness=2).encode(
-        y="quota:Q", tooltip=["key:N", alt.Tooltip("quota:Q", format=",")]
+    full = alt.Chart(common.frame([{"y": 100}])).mark_rule(color="black", strokeDash=[4, 3])
+    common.chart(alt.layer(bars, full.encode(y="y:Q")).properties(height=300))
+    st.caption(
+        "The dashed line is the whole quota (each key's own, on each day). Tokens and quota in "
+        "the tooltip and the table below; unbilled failures count 0."
     )
-    common.chart(alt.layer(bars, quota_ticks).properties(height=320))
-    st.caption("Black ticks: the key's quota that day. Failed calls that are not billed count 0.")
 
     st.subheader("By model")
     bucket = bucket_for(ctx.filters)
@@ -102,7 +113,7 @@ def render(ctx: common.Context) -> None:
             alt.Chart(label_frame)
             .mark_bar()
             .encode(
-                x=alt.X("day:O", title=f"Quota day ({ctx.tz_label})"),
+                x=alt.X("day:O", title=f"Quota day ({ctx.tz_label})", axis=alt.Axis(labelAngle=0)),
                 y=alt.Y("tokens:Q", title="Tokens"),
                 color=alt.Color("value:N", title=labels.label),
                 tooltip=["value:N", alt.Tooltip("tokens:Q", format=","), "calls:Q"],
@@ -115,7 +126,7 @@ def render(ctx: common.Context) -> None:
         st.caption(note + ".")
 
     with st.expander("Table: tokens per key per day"):
-        st.dataframe(per_day, hide_index=True, use_container_width=True)
+        st.dataframe(per_day, hide_index=True, width="stretch")
 
 
 common.run_page(render)

@@ -16,7 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.quota_day import day_end, day_start
 from monitor.rollup import ROLLUP_NAME
-from monitor.store.engine import StoreError, check_schema, describe_url
+from monitor.store.engine import (
+    StoreError,
+    check_schema,
+    describe_url,
+    upgrade_sqlite_on_first_use,
+)
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, Key, RollupState
 from monitor.store.usage import hints_for
 
@@ -69,9 +74,13 @@ class DatabaseStatus:
 
 
 def database_status(engine: Engine) -> DatabaseStatus:
-    """READY when there is something to show; EMPTY, DOWN or SCHEMA (with a reason) otherwise."""
+    """READY when there is something to show; EMPTY, DOWN or SCHEMA (with a reason) otherwise.
+
+    An SQLite database is brought to the current schema first, as every other part does.
+    """
     where = describe_url(engine)
     try:
+        upgrade_sqlite_on_first_use(engine)
         problem = check_schema(engine)
         if problem is not None:
             return DatabaseStatus(DatabaseState.SCHEMA, where, problem)
