@@ -32,6 +32,8 @@ DEFAULT_QUEUE_SIZE: Final = 10_000
 DEFAULT_BATCH_SIZE: Final = 500
 DEFAULT_FLUSH_INTERVAL_S: Final = 1.0
 DEFAULT_EXIT_FLUSH_TIMEOUT_S: Final = 5.0
+#: Bytes one process may hold in its spool file while the database is unreachable.
+DEFAULT_SPOOL_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 def default_database_url() -> str:
@@ -73,6 +75,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, gt=0)
     flush_interval_s: float = Field(DEFAULT_FLUSH_INTERVAL_S, gt=0)
     exit_flush_timeout_s: float = Field(DEFAULT_EXIT_FLUSH_TIMEOUT_S, ge=0)
+    spool_path: Path | None = None
+    spool_max_bytes: int = Field(DEFAULT_SPOOL_MAX_BYTES, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -146,6 +150,23 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("spool_path")
+    @classmethod
+    def _check_spool_path(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is a file; expected a directory for spool files")
+        return value
+
+    @property
+    def spool_dir(self) -> Path:
+        """``MONITOR_SPOOL_PATH``, else the default spool directory of the database."""
+        from monitor.spool import default_spool_dir
+
+        return self.spool_path or default_spool_dir(self.database_url, DEFAULT_HOME)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -40,6 +40,14 @@ def _default_submit(record: CallRecord) -> None:
     get_recorder().submit(record)
 
 
+def _start_default_recorder() -> None:
+    """Start the writer now, so a spool an earlier run left behind is replayed right away."""
+    from monitor.recorder import get_recorder
+
+    with swallow("starting the call-record writer"):
+        get_recorder().start()
+
+
 def _key_secret() -> str | None:
     with swallow("reading MONITOR_KEY_SECRET"):
         secret = get_settings().key_secret
@@ -83,6 +91,8 @@ def instrument(
     submit: Callable[[CallRecord], None] = (
         recorder.submit if recorder is not None else _default_submit
     )
+    if recorder is None:
+        _start_default_recorder()
     starter = CallStarter(submit, _key_secret, source=source)
     http = _http_module_of(client)
     if http is not None:

@@ -6,6 +6,12 @@ record and counts it, logged once). A daemon thread, started on the first submit
 batch is full or every ``flush_interval_s`` and hands batches of up to ``batch_size`` records
 to a :class:`Sink`, one transaction each.
 
+When the sink fails (the database is down), the batch goes to a :class:`~monitor.spool.Spool`
+on local disk instead, and for ``retry_interval_s`` new batches go straight there too, so the
+writer does not keep waiting on a dead database. Once a write succeeds again, the spool is
+replayed (also the files that crashed or exited processes left behind); ``event_id`` makes
+every replayed record land exactly once.
+
 >>> recorder = Recorder(InMemorySink(), flush_interval_s=0.1)
 >>> recorder.submit(record)  # doctest: +SKIP
 >>> recorder.flush(timeout=5)
@@ -38,6 +44,7 @@ from monitor.config import (
 )
 from monitor.records import CallRecord
 from monitor.safety import report_failure, swallow
+from monitor.spool import Spool
 from monitor.store.calls import insert_calls
 from monitor.store.engine import (
     SchemaNotCurrentError,
@@ -47,6 +54,10 @@ from monitor.store.engine import (
 )
 
 _FLUSH_POLL_S: Final = 0.05
+
+#: After a failed write, how long new batches go straight to the spool before the database is
+#: tried again (and the spool replayed).
+DEFAULT_RETRY_INTERVAL_S: Final = 5.0
 
 #: How often a sink whose Postgres schema is out of date looks again (after `db upgrade`).
 SCHEMA_RECHECK_INTERVAL_S: Final = 60.0
@@ -130,6 +141,10 @@ class RecorderStats:
     failed: int
     lost: int
     queued: int
+    spooled: int = 0
+    replayed: int = 0
+    spool_dropped: int = 0
+    spool_corrupt: int = 0
 
 
 class QueueFullError(Exception):
@@ -158,6 +173,8 @@ class Recorder:
         batch_size: int | None = None,
         flush_interval_s: float | None = None,
         exit_flush_timeout_s: float | None = None,
+        spool: Spool | None = None,
+        retry_interval_s: float = DEFAULT_RETRY_INTERVAL_S,
     ) -> None:
         settings = _settings_or_none()
         if max_queue is None:
@@ -174,6 +191,7 @@ class Recorder:
             ("max_queue", max_queue),
             ("batch_size", batch_size),
             ("flush_interval_s", flush_interval_s),
+            ("retry_interval_s", retry_interval_s),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be greater than 0, got {value!r}")
@@ -186,6 +204,8 @@ class Recorder:
         self.flush_interval_s = flush_interval_s
         self.exit_flush_timeout_s = exit_flush_timeout_s
         self.sink = sink
+        self.spool = spool
+        self.retry_interval_s = retry_interval_s
         self._reset()
         _fork_aware.add(self)
 
@@ -202,6 +222,11 @@ class Recorder:
         self._written = 0
         self._failed = 0
         self._lost = 0
+        self._spooled = 0
+        #: monotonic time before which the database is not tried (it failed recently).
+        self._retry_at = 0.0
+        #: whether the spool (ours or an abandoned one) may hold records to replay.
+        self._replay_due = False
 
     # --- the app's side ---------------------------------------------------------------------
 
@@ -232,10 +257,19 @@ class Recorder:
         except Exception as exc:
             report_failure("queueing call records", exc)
 
+    def start(self) -> None:
+        """Start the writer now rather than on the first submit, so a spool left by an earlier
+        run of the app is replayed even before it makes a call. Never raises."""
+        with swallow("starting the call-record writer"), self._lock:
+            if self._thread is None and not self._is_shutdown:
+                self._start()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything submitted before this call; True when it all was, within ``timeout``.
 
-        Records dropped because the queue was full are not counted against it (see ``stats``).
+        "Written" means stored durably: in the database, or in the spool while the database
+        is unreachable (``stats().spooled``). Records dropped because the queue was full are
+        not counted against it (see ``stats``).
         """
         thread = self._thread
         if thread is None or not thread.is_alive() or threading.current_thread() is thread:
@@ -270,6 +304,9 @@ class Recorder:
             thread.join(timeout)
             finished = not thread.is_alive()
         if finished:
+            if self.spool is not None:
+                with swallow("closing the spool"):
+                    self.spool.close()
             close = getattr(self.sink, "close", None)
             if callable(close):
                 with swallow("closing the call-record sink"):
@@ -277,8 +314,13 @@ class Recorder:
         return finished
 
     def stats(self) -> RecorderStats:
+        spool = self.spool
         with self._lock:
             return RecorderStats(
+                spooled=self._spooled,
+                replayed=spool.replayed if spool is not None else 0,
+                spool_dropped=spool.dropped if spool is not None else 0,
+                spool_corrupt=spool.corrupt if spool is not None else 0,
                 submitted=self._submitted,
                 written=self._written,
                 dropped=self._dropped,
@@ -296,14 +338,34 @@ class Recorder:
         self._thread.start()
 
     def _run(self) -> None:
+        if self.spool is not None:
+            with swallow("looking for a spool to replay"):
+                self._replay_due = self.spool.pending()
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             stopping = self._stopping
             with swallow("writing call records"):
                 self._drain()
+            if self._replay_due and not stopping:
+                with swallow("replaying the spool"):
+                    self._replay()
             if stopping:
                 return
+
+    def _database_resting(self) -> bool:
+        return self.spool is not None and time.monotonic() < self._retry_at
+
+    def _replay(self) -> None:
+        """Replay the spool when the database may be back; stop at the first failure."""
+        spool = self.spool
+        if spool is None or self._database_resting():
+            return
+        try:
+            self._replay_due = not spool.replay(self.sink.write, self.batch_size)
+        except Exception as exc:
+            report_failure(f"replaying the spool ({type(exc).__name__})", exc)
+            self._retry_at = time.monotonic() + self.retry_interval_s
 
     def _drain(self) -> None:
         queue = self._queue
@@ -327,19 +389,33 @@ class Recorder:
             self._write(batch)
 
     def _write(self, batch: list[CallRecord]) -> None:
+        if self._database_resting():
+            self._handle_failed_batch(batch)
+            return
         try:
             self.sink.write(batch)
         except Exception as exc:
             report_failure(f"writing call records ({type(exc).__name__})", exc)
             self._failed += len(batch)
+            self._retry_at = time.monotonic() + self.retry_interval_s
             self._handle_failed_batch(batch)
         else:
             self._written += len(batch)
 
     def _handle_failed_batch(self, batch: list[CallRecord]) -> None:
-        """Where a batch the sink refused goes. For now it is counted as lost; a local spool
-        that replays it when the database is back belongs here (replays are idempotent)."""
-        self._lost += len(batch)
+        """A batch the database refused (or would have) goes to the spool, to be replayed;
+        without a spool, or when the spool itself fails, it is counted as lost."""
+        if self.spool is None:
+            self._lost += len(batch)
+            return
+        try:
+            self.spool.append(batch)
+        except Exception as exc:
+            report_failure(f"writing to the spool ({type(exc).__name__})", exc)
+            self._lost += len(batch)
+        else:
+            self._spooled += len(batch)
+            self._replay_due = True
 
     def _after_fork_in_child(self) -> None:
         # The queued records are the parent's to write; the child starts empty and restarts
@@ -347,6 +423,8 @@ class Recorder:
         shut = self._is_shutdown
         self._reset()
         self._is_shutdown = shut
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
 
 
 def _settings_or_none() -> Settings | None:
@@ -381,7 +459,8 @@ def get_recorder() -> Recorder:
 def _build_default() -> Recorder:
     try:
         settings = get_settings()
-        return Recorder(SqlSink(settings.database_url))
+        spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        return Recorder(SqlSink(settings.database_url), spool=spool)
     except Exception as exc:
         report_failure("reading the monitor configuration", exc)
         recorder = Recorder(
