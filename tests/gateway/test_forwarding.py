@@ -1,0 +1,145 @@
+"""Calls through the gateway: same bytes and same records as a wrapped client calling directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import pytest
+from conftest import KEY, MESSAGES, CapturedCalls, masked
+
+import monitor
+from monitor.gateway import RunningGateway
+from monitor.records import CallRecord
+from monitor.simulator import RunningSimulator
+
+OPENAI = "/openai/v1/chat/completions"
+ANTHROPIC = "/anthropic/v1/messages"
+CASES = [
+    ("openai body", OPENAI, {}, {}),
+    ("openai stream", OPENAI, {"stream": True}, {}),
+    ("openai stream, usage asked", OPENAI, {"stream": True, "stream_options": {"include_usage": True}}, {}),  # noqa: E501
+    ("openai stream, gzip", OPENAI, {"stream": True}, {"x-simulate-compress": "gzip"}),
+    ("openai 401", OPENAI, {}, {"x-simulate-fault": "auth"}),
+    ("openai 429", OPENAI, {"stream": True}, {"x-simulate-fault": "rate_limit"}),
+    ("openai context length", OPENAI, {}, {"x-simulate-fault": "context_length"}),
+    ("openai 500", OPENAI, {}, {"x-simulate-fault": "server_error"}),
+    ("openai cut stream", OPENAI, {"stream": True}, {"x-simulate-fault": "cut_stream"}),
+    ("openai in-band error", OPENAI, {"stream": True}, {"x-simulate-fault": "stream_error"}),
+    ("anthropic body", ANTHROPIC, {}, {}),
+    ("anthropic body, br", ANTHROPIC, {}, {"x-simulate-compress": "br"}),
+    ("anthropic stream", ANTHROPIC, {"stream": True}, {}),
+    ("anthropic stream, deflate", ANTHROPIC, {"stream": True}, {"x-simulate-compress": "deflate"}),
+    ("anthropic 529", ANTHROPIC, {}, {"x-simulate-fault": "overloaded"}),
+    ("anthropic context length", ANTHROPIC, {}, {"x-simulate-fault": "context_length"}),
+    ("anthropic cut stream", ANTHROPIC, {"stream": True}, {"x-simulate-fault": "cut_stream"}),
+    ("anthropic in-band error", ANTHROPIC, {"stream": True}, {"x-simulate-fault": "stream_error"}),
+]
+COMPARED = (
+    "api",
+    "endpoint",
+    "method",
+    "key_id",
+    "key_hint",
+    "model",
+    "stream",
+    "status_code",
+    "error_type",
+    "error_code",
+    "retry_after_s",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "reasoning_tokens",
+    "usage_source",
+)
+
+
+def call(client: httpx2.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    """(status, content-type, content-encoding, decoded body, the error that ended it if any)."""
+    payload = {"model": "LongCat-Flash-Chat", "max_tokens": 64, "messages": MESSAGES, **body}
+    received = bytearray()
+    error = None
+    with client.stream(
+        "POST", url, json=payload, headers={"authorization": f"Bearer {KEY}", **headers}
+    ) as response:
+        try:
+            for chunk in response.iter_bytes():
+                received += chunk
+        except httpx2.TransportError as exc:
+            error = type(exc).__name__
+        return (
+            response.status_code,
+            response.headers.get("content-type"),
+            response.headers.get("content-encoding"),
+            masked(bytes(received)),
+            error,
+        )
+
+
+def facts(record: CallRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in COMPARED}
+
+
+@pytest.mark.parametrize(("path", "body", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_same_bytes_and_same_record_as_the_wrapper(
+    sim: RunningSimulator,
+    gateway: RunningGateway,
+    captured: CapturedCalls,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    direct_calls = CapturedCalls()
+    with monitor.instrument(httpx2.Client(), recorder=direct_calls) as direct:
+        expected = call(direct, sim.base_url + path, body, headers)
+    with httpx2.Client() as plain:
+        got = call(plain, gateway.base_url + path, body, headers)
+    assert got == expected
+    wrapped, through = direct_calls.only(), captured.only()
+    assert facts(through) == facts(wrapped)
+    assert (wrapped.source, through.source) == ("wrapper", "gateway")
+    assert through.latency_ms is not None and through.latency_ms > 0
+    if body.get("stream") and through.error_type is None:
+        assert through.ttft_ms is not None
+
+
+def test_headers_pass_both_ways_except_hop_by_hop(
+    gateway: RunningGateway, captured: CapturedCalls
+) -> None:
+    with httpx2.Client() as client:
+        response = client.post(
+            gateway.openai_base_url + "/chat/completions",
+            json={"model": "LongCat-Flash-Chat", "messages": MESSAGES},
+            headers={
+                "authorization": f"Bearer {KEY}",
+                "x-stainless-retry-count": "2",
+                "connection": "keep-alive, x-private-hop",
+                "x-private-hop": "must not be forwarded",
+            },
+        )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"].startswith("req_")
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert "transfer-encoding" not in response.headers
+    record = captured.only()
+    assert record.attempt == 2  # the client's own headers reached the transport
+    assert KEY not in repr(record)
+
+
+def test_query_strings_and_gets_are_forwarded(gateway: RunningGateway) -> None:
+    with httpx2.Client() as client:
+        response = client.get(
+            gateway.openai_base_url + "/models?limit=5", headers={"authorization": f"Bearer {KEY}"}
+        )
+    assert response.status_code == 200
+    assert {model["id"] for model in response.json()["data"]} >= {"LongCat-Flash-Chat"}
+
+
+def test_other_paths_are_not_forwarded(gateway: RunningGateway, captured: CapturedCalls) -> None:
+    with httpx2.Client() as client:
+        response = client.get(gateway.base_url + "/v1/chat/completions")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert captured.records == []
