@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from monitor.decoding import DecodeError, Decoder, decoder_for
+from monitor.decoding import DecodeError, Decoder, IdentityDecoder, decoder_for
 from monitor.records import CallRecord
 from monitor.safety import report_failure
-from monitor.sse import SSESplitter
-from monitor.streams import StreamReader, reader_for
+from monitor.sse import SSEEvent, SSESplitter
+from monitor.streams import StreamReader, reader_for, without_null_usage
 from monitor.usage import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
 
 BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
@@ -63,6 +63,7 @@ class CallObserver:
         self._status = 0
         self._retry_after: str | None = None
         self._decoder: Decoder | None = None
+        self._identity = False
         self._splitter: SSESplitter | None = None
         self._reader: StreamReader | None = None
         self._body: bytearray | None = None
@@ -85,6 +86,7 @@ class CallObserver:
         self.strip_usage_chunk = self.strip_usage_chunk and is_sse and status < 400
         try:
             self._decoder = decoder_for(headers.get("content-encoding"))
+            self._identity = isinstance(self._decoder, IdentityDecoder)
         except DecodeError as exc:
             if self.strip_usage_chunk:
                 self.strip_usage_chunk = False  # cannot decode: leave the bytes alone
@@ -112,6 +114,8 @@ class CallObserver:
 
     def _decoded(self, chunk: bytes) -> list[bytes]:
         assert self._decoder is not None
+        if self._identity:
+            return [chunk]
         return list(self._decoder.feed(chunk))
 
     def _observe(self, chunk: bytes) -> None:
@@ -130,19 +134,20 @@ class CallObserver:
                 self._keep_body(piece)
 
     def _filter(self, chunk: bytes) -> bytes:
-        assert self._splitter is not None
+        if self._identity:
+            return self._filter_decoded(chunk)
         try:
             pieces = self._decoded(chunk)
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
-        return b"".join(self._filter_decoded(piece) for piece in pieces)
+        return b"".join([self._filter_decoded(piece) for piece in pieces])
 
-    def _read_event(self, event: object, drop: bool = False) -> bool:
-        assert self._reader is not None
+    def _read_event(self, event: SSEEvent, drop: bool = False) -> bool:
         reader = self._reader
+        assert reader is not None
         had_content = reader.saw_content
         try:
-            dropped = reader.consume(event, drop)  # type: ignore[arg-type]
+            dropped = reader.consume(event, drop)
         except Exception as exc:
             report_failure("reading a stream event", exc)
             return False
@@ -169,18 +174,20 @@ class CallObserver:
             out = bytearray(self._filter_decoded(rest))
             for event in self._splitter.finish():
                 if not self._read_event(event, drop=True):
-                    out += event.raw
+                    out += without_null_usage(event.raw)
             tail = bytes(out)
         self._finish(None)
         return tail
 
     def _filter_decoded(self, piece: bytes) -> bytes:
         assert self._splitter is not None
-        out = bytearray()
-        for event in self._splitter.feed(piece):
-            if not self._read_event(event, drop=True):
-                out += event.raw
-        return bytes(out)
+        events = self._splitter.feed(piece)
+        if len(events) == 1:  # the usual piece: one whole event
+            event = events[0]
+            return b"" if self._read_event(event, drop=True) else without_null_usage(event.raw)
+        return b"".join(
+            [without_null_usage(e.raw) for e in events if not self._read_event(e, drop=True)]
+        )
 
     def on_request_error(self, exc: BaseException) -> None:
         self._finish(exception_error(exc, during_stream=False))
@@ -277,7 +284,7 @@ class CallObserver:
             estimate.cache_read_tokens = usage.cache_read_tokens
             estimate.cache_write_tokens = usage.cache_write_tokens
         else:
-            estimate.input_tokens = estimate_tokens(facts.prompt_chars, facts.prompt_non_ascii)
+            estimate.input_tokens = estimate_tokens(*facts.prompt_size())
         estimate.output_tokens = estimate_tokens(reader.output_chars, reader.output_non_ascii)
         total = estimate.input_tokens + estimate.output_tokens
         if self.record.api == "anthropic":  # anthropic counts cache tokens beside input_tokens

@@ -16,7 +16,7 @@ DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class SSEEvent:
     """One event. ``data`` is ``None`` for a blank-only or oversized (unparsed) piece."""
 
@@ -38,11 +38,50 @@ class SSESplitter:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete (in order, covering every byte once)."""
+        if not self._buf and b"\r" not in chunk:
+            return self._feed_lf(chunk)
         self._buf += chunk
         events = self._drain(final=False)
         if len(self._buf) > self._max:
             events.append(self._overflow())
         return events
+
+    def _feed_lf(self, chunk: bytes) -> list[SSEEvent]:
+        """The common case, nothing held back and LF line ends: split on blank lines in C."""
+        events: list[SSEEvent] = []
+        start = 0
+        size = len(chunk)
+        while start < size:
+            if chunk[start] == 0x0A:  # a blank line with no event before it
+                events.append(SSEEvent(raw=b"\n", name=None, data=None))
+                start += 1
+                continue
+            end = chunk.find(b"\n\n", start)
+            if end < 0:
+                break
+            events.append(self._block_event(chunk, start, end))
+            start = end + 2
+        if start < size:
+            self._buf += chunk[start:]
+            if len(self._buf) > self._max:
+                events.append(self._overflow())
+        return events
+
+    def _block_event(self, chunk: bytes, start: int, end: int) -> SSEEvent:
+        """The event in ``chunk[start:end]`` (its LF-separated lines), ended by a blank line."""
+        raw = chunk if start == 0 and end + 2 == len(chunk) else chunk[start : end + 2]
+        block = raw[:-2]
+        if block.startswith(b"data:") and b"\n" not in block and len(block) <= self._max:
+            value = block[6:] if block.startswith(b"data: ") else block[5:]
+            return SSEEvent(raw=raw, name=None, data=value)
+        for line in block.split(b"\n"):
+            self._add_field(line)
+        if self._oversized or not self._has_fields:
+            event = SSEEvent(raw=raw, name=None, data=None)
+        else:
+            event = SSEEvent(raw=raw, name=self._name, data=b"\n".join(self._data))
+        self._reset_event()
+        return event
 
     def finish(self) -> list[SSEEvent]:
         """At the end of the body: the events still held, then any unterminated tail raw."""

@@ -24,6 +24,21 @@ _MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _ERROR_KEY: Final = re.compile(rb'^\s*\{\s*"error"\s*:')
 
 
+_NULL_USAGE: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
+
+
+def without_null_usage(raw: bytes) -> bytes:
+    """An OpenAI chunk as the server writes it when usage was not asked for.
+
+    Asking for usage makes the server add ``"usage": null`` to every chunk; the monitor, which
+    asked on the caller's behalf, takes it out again. (A JSON string cannot contain an unescaped
+    ``"usage"``, so only the real field matches.)
+    """
+    if b'"usage"' not in raw:
+        return raw
+    return _NULL_USAGE.sub(b"", raw, count=1)
+
+
 def _loads(data: bytes) -> Any:
     try:
         return json.loads(data)
@@ -34,6 +49,9 @@ def _loads(data: bytes) -> Any:
 def _text_chars(matches: list[bytes]) -> tuple[int, int]:
     chars = non_ascii = 0
     for raw in matches:
+        if raw.isascii() and b"\\" not in raw:
+            chars += len(raw)
+            continue
         text = _loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8", "replace")
         c, n = text_size(text if isinstance(text, str) else "")
         chars += c
@@ -84,7 +102,7 @@ class OpenAIStreamReader(StreamReader):
         data = event.data
         if data is None:
             return False
-        if data.strip() == b"[DONE]":
+        if data == b"[DONE]" or data.strip() == b"[DONE]":
             self.ended = True
             return False
         if self.model is None and (found := _MODEL.search(data)):
@@ -93,7 +111,7 @@ class OpenAIStreamReader(StreamReader):
             self._error_event(_loads(data))
             return False
         self._count(_OPENAI_CONTENT.findall(data))
-        if _OPENAI_USAGE.search(data):
+        if b'"usage"' in data and _OPENAI_USAGE.search(data):
             chunk = _loads(data)
             if isinstance(chunk, dict):
                 usage = openai_usage(chunk.get("usage"))

@@ -9,6 +9,7 @@ exceptions and timing are left as they were: our failures are swallowed in one p
 
 from __future__ import annotations
 
+import copy
 import functools
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +29,18 @@ Submit = Callable[[CallRecord], None]
 REQUEST_PARSE_LIMIT: Final = 512 * 1024
 RETRY_HEADER: Final = "x-stainless-retry-count"
 _REWRITTEN_HEADERS: Final = ("content-encoding", "content-length")
+FINGERPRINT_CACHE_SIZE: Final = 256
+_REQUEST_HEADERS: Final = frozenset({b"authorization", b"x-api-key", RETRY_HEADER.encode()})
+#: The response headers the observer reads.
+RESPONSE_HEADERS: Final = frozenset(
+    {
+        b"x-request-id",
+        b"request-id",
+        b"retry-after",
+        b"content-type",
+        b"content-encoding",
+    }
+)
 
 
 class CallStarter:
@@ -39,23 +52,27 @@ class CallStarter:
         self.submit = submit
         self.source = source
         self._key_secret = key_secret
+        self._fingerprints: dict[str, tuple[str, str]] = {}
+
+    def __repr__(self) -> str:  # the fingerprint cache is keyed by raw keys: never show it
+        return f"CallStarter(source={self.source!r})"
 
     def start(self, request: Any, http: types.ModuleType) -> tuple[CallObserver, Any]:
         url = request.url
-        api = api_for_path(url.path)
-        headers = request.headers
+        path = url.path
+        api = api_for_path(path)
+        headers = pick_headers(request.headers.raw, _REQUEST_HEADERS)
         record = CallRecord(
             started_at=datetime.now(UTC),
             api=api,
-            endpoint=url.path,
+            endpoint=path,
             method=request.method,
             labels=dict(current_labels()),
             source=self.source,
         )
         raw_key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
         if raw_key:
-            record.key_id = key_id(raw_key, self._key_secret())
-            record.key_hint = key_hint(raw_key)
+            record.key_id, record.key_hint = self._fingerprint(raw_key)
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
             record.attempt = int(retry)
@@ -68,9 +85,29 @@ class CallStarter:
         record.stream = facts.stream
         strip = False
         if api == "openai" and facts.stream and not facts.wants_stream_usage and parsed is not None:
-            request = _with_body(http, request, with_stream_usage(parsed))
+            request = _with_body(http, request, with_stream_usage(body, parsed))
             strip = True
         return CallObserver(record, facts, self.submit, strip_usage_chunk=strip), request
+
+    def _fingerprint(self, raw_key: str) -> tuple[str, str]:
+        """(key_id, key_hint), cached: a process makes many calls with few keys."""
+        known = self._fingerprints.get(raw_key)
+        if known is None:
+            if len(self._fingerprints) >= FINGERPRINT_CACHE_SIZE:
+                self._fingerprints.clear()
+            known = (key_id(raw_key, self._key_secret()), key_hint(raw_key))
+            self._fingerprints[raw_key] = known
+        return known
+
+
+def pick_headers(raw: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
+    """The wanted headers (lower-case names) in one pass over the raw header list."""
+    picked: dict[str, str] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in names:
+            picked[lowered.decode("latin-1")] = value.decode("latin-1")
+    return picked
 
 
 def _request_body(request: Any) -> bytes:
@@ -82,14 +119,19 @@ def _request_body(request: Any) -> bytes:
 
 
 def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
-    headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
-    return http.Request(
-        request.method, request.url, headers=headers, content=body, extensions=request.extensions
-    )
+    """A copy of ``request`` carrying ``body``; the caller's own request object is untouched."""
+    rewritten = copy.copy(request)
+    headers = request.headers.copy()
+    headers["Content-Length"] = str(len(body))
+    rewritten.headers = headers
+    rewritten.stream = http.ByteStream(body)
+    rewritten._content = body
+    return rewritten
 
 
 def _note_response(observer: CallObserver, response: Any) -> None:
-    if observer.on_response(response.status_code, response.headers):
+    headers = pick_headers(response.headers.raw, RESPONSE_HEADERS)
+    if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
             if name in response.headers:
                 del response.headers[name]

@@ -208,15 +208,40 @@ def classify_status(
     return ErrorInfo(error_type, code or kind, _snippet(message), retry_after)
 
 
+_STREAM_TRUE: Final = re.compile(rb'"stream"\s*:\s*true')
+_MODEL_FIELD: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+
+
 @dataclass(slots=True)
 class RequestFacts:
-    """What the request body tells: model, streaming, whether usage was asked for, prompt size."""
+    """What the request body tells: model, streaming, whether usage was asked for.
+
+    The body is kept so the prompt can be sized for an estimate, which only a call that
+    reports no usage needs: the caller's thread does not pay for it otherwise.
+    """
 
     model: str | None = None
     stream: bool = False
     wants_stream_usage: bool = False
-    prompt_chars: int = 0
-    prompt_non_ascii: int = 0
+    body: bytes = b""
+
+    def prompt_size(self) -> tuple[int, int]:
+        """(characters, non-ASCII characters) of the prompt text in the body."""
+        try:
+            parsed = json.loads(self.body) if self.body else None
+        except (ValueError, RecursionError):
+            return len(self.body), 0
+        if not isinstance(parsed, dict):
+            return 0, 0
+        texts: list[str] = []
+        fields = ("messages", "system", "prompt", "input")
+        _collect_text({name: parsed.get(name) for name in fields}, texts)
+        chars = non_ascii = 0
+        for text in texts:
+            c, n = text_size(text)
+            chars += c
+            non_ascii += n
+        return chars, non_ascii
 
 
 def _collect_text(value: Any, out: list[str], depth: int = 0) -> None:
@@ -234,42 +259,40 @@ def _collect_text(value: Any, out: list[str], depth: int = 0) -> None:
 
 
 def request_facts(body: bytes) -> tuple[RequestFacts, dict[str, Any] | None]:
-    """Parse a JSON request body; the dict is returned too so the caller can rewrite it."""
+    """Read a JSON request body; the parsed dict is returned too when the caller may rewrite it.
+
+    Only a body that may ask for a stream is parsed in full; for the others a byte search finds
+    the model, which keeps the caller's thread free of a JSON parse on every call.
+    """
+    facts = RequestFacts(body=body)
+    if not _STREAM_TRUE.search(body):
+        found = _MODEL_FIELD.search(body)
+        facts.model = found.group(1).decode("utf-8", "replace") if found else None
+        return facts, None
     try:
-        parsed = json.loads(body) if body else None
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
-        return RequestFacts(), None
+        return facts, None
     if not isinstance(parsed, dict):
-        return RequestFacts(), None
+        return facts, None
     options = parsed.get("stream_options")
-    texts: list[str] = []
-    _collect_text(
-        {
-            "messages": parsed.get("messages"),
-            "system": parsed.get("system"),
-            "prompt": parsed.get("prompt"),
-            "input": parsed.get("input"),
-        },
-        texts,
-    )
-    chars = non_ascii = 0
-    for text in texts:
-        c, n = text_size(text)
-        chars += c
-        non_ascii += n
-    facts = RequestFacts(
-        model=parsed.get("model") if isinstance(parsed.get("model"), str) else None,
-        stream=parsed.get("stream") is True,
-        wants_stream_usage=isinstance(options, dict) and options.get("include_usage") is True,
-        prompt_chars=chars,
-        prompt_non_ascii=non_ascii,
-    )
+    model = parsed.get("model")
+    facts.model = model if isinstance(model, str) else None
+    facts.stream = parsed.get("stream") is True
+    facts.wants_stream_usage = isinstance(options, dict) and options.get("include_usage") is True
     return facts, parsed
 
 
-def with_stream_usage(parsed: dict[str, Any]) -> bytes:
-    """The request body re-encoded with ``stream_options.include_usage`` set."""
+def with_stream_usage(body: bytes, parsed: dict[str, Any]) -> bytes:
+    """The request body asking for ``stream_options.include_usage``.
+
+    Without ``stream_options`` the field is put in front of the others and the rest of the
+    bytes are left exactly as the caller's code wrote them; otherwise the body is re-encoded.
+    """
     options = parsed.get("stream_options")
+    if options is None and "stream_options" not in parsed:
+        opening = body.index(b"{") + 1
+        return body[:opening] + b'"stream_options":{"include_usage":true},' + body[opening:]
     merged = dict(options) if isinstance(options, dict) else {}
     merged["include_usage"] = True
     return json.dumps({**parsed, "stream_options": merged}, ensure_ascii=False).encode()
@@ -288,6 +311,20 @@ class BodyFacts:
 _USAGE_TAIL = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
 
 
+def _usage_of(api: Api, usage: Any) -> Usage | None:
+    return anthropic_usage(usage) if api == "anthropic" else openai_usage(usage)
+
+
+def _usage_from_tail(api: Api, body: bytes) -> Usage | None:
+    found = _USAGE_TAIL.findall(body)
+    if not found:
+        return None
+    try:
+        return _usage_of(api, json.loads(found[-1]))
+    except (ValueError, RecursionError):
+        return None
+
+
 def body_facts(
     api: Api,
     status: int,
@@ -295,7 +332,17 @@ def body_facts(
     retry_after_header: str | None = None,
     truncated: bool = False,
 ) -> BodyFacts:
-    """Usage, model and error class from a whole JSON body (or its tail when ``truncated``)."""
+    """Usage, model and error class from a whole JSON body (or its tail when ``truncated``).
+
+    A successful body is searched for its ``usage`` object rather than parsed whole: a JSON
+    string cannot hold an unescaped ``"usage": {``, so the match is the real one. Error bodies,
+    and bodies where the search finds nothing, are parsed.
+    """
+    if body and status < 400:
+        usage = _usage_from_tail(api, body)
+        if usage is not None or truncated:
+            model = None if truncated else _MODEL_FIELD.search(body)
+            return BodyFacts(usage=usage, model=model.group(1).decode() if model else None)
     parsed: Any = None
     if body and not truncated:
         try:
@@ -304,19 +351,10 @@ def body_facts(
             parsed = None
     facts = BodyFacts(error=classify_status(status, parsed, retry_after_header))
     if not isinstance(parsed, dict):
-        if body and truncated and status < 400:
-            found = _USAGE_TAIL.findall(body)
-            if found:
-                try:
-                    usage = json.loads(found[-1])
-                except ValueError:
-                    usage = None
-                facts.usage = anthropic_usage(usage) if api == "anthropic" else openai_usage(usage)
         return facts
     model = parsed.get("model")
     facts.model = model if isinstance(model, str) else None
-    if api == "anthropic" or parsed.get("type") == "message":
-        facts.usage = anthropic_usage(parsed.get("usage"))
-    else:
-        facts.usage = openai_usage(parsed.get("usage"))
+    facts.usage = _usage_of(
+        "anthropic" if parsed.get("type") == "message" else api, parsed.get("usage")
+    )
     return facts

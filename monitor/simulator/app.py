@@ -75,6 +75,8 @@ class SimulatorOptions:
     """How long the ``hang`` fault keeps the client waiting (or until it disconnects)."""
     max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS
     """Prompts estimated above this are refused with ``context_length_exceeded``."""
+    deterministic: bool = False
+    """Fixed response ids and timestamps, so identical requests get byte-identical bodies."""
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "chunk_interval_ms", "hang_seconds"):
@@ -199,12 +201,12 @@ async def _handle(request: Request, api: Api, opts: SimulatorOptions) -> Respons
         return _error_response(api, reply, request_id, sim)
 
     with_usage = fault is not Fault.NO_USAGE
-    response_id = _response_id(api)
+    response_id = _response_id(api, opts)
     if not plan.stream:
         await _sleep_unless_disconnected(request, sim.delay_ms / 1000)
         body = (
             openai_completion_body(
-                plan, completion_id=response_id, created=int(time.time()), with_usage=with_usage
+                plan, completion_id=response_id, created=_created(opts), with_usage=with_usage
             )
             if api is Api.OPENAI
             else anthropic_message_body(plan, message_id=response_id, with_usage=with_usage)
@@ -229,7 +231,7 @@ def _stream_plan(
         return openai_stream(
             plan,
             completion_id=response_id,
-            created=int(time.time()),
+            created=_created(opts),
             words_per_chunk=opts.words_per_chunk,
             with_usage=with_usage,
         )
@@ -325,7 +327,16 @@ def _new_request_id() -> str:
     return f"req_{uuid.uuid4().hex[:24]}"
 
 
-def _response_id(api: Api) -> str:
+FIXED_CREATED = 1_764_000_000
+
+
+def _created(opts: SimulatorOptions) -> int:
+    return FIXED_CREATED if opts.deterministic else int(time.time())
+
+
+def _response_id(api: Api, opts: SimulatorOptions) -> str:
+    if opts.deterministic:
+        return "chatcmpl-fixed" if api is Api.OPENAI else "msg_fixed"
     if api is Api.OPENAI:
         return f"chatcmpl-{uuid.uuid4().hex}"
     return f"msg_{uuid.uuid4().hex[:24]}"

@@ -146,7 +146,9 @@ def plan_completion(
         if cap is None:
             raise RequestBodyError("max_tokens: Field required")
 
-    seed = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
+    # stream_options does not change the text: asking for usage must not change the answer
+    seeded = {k: v for k, v in body.items() if k != "stream_options"}
+    seed = hashlib.sha256(json.dumps(seeded, sort_keys=True, default=str).encode()).digest()
     rng = random.Random(seed)
     n_words = rng.randint(MIN_OUTPUT_WORDS, MAX_OUTPUT_WORDS)
     n_reasoning = (

@@ -157,8 +157,17 @@ def test_request_rewrite_asks_for_usage_and_keeps_other_options() -> None:
     ).encode()
     facts, parsed = request_facts(body)
     assert facts.stream and not facts.wants_stream_usage and facts.model == "m"
-    assert (facts.prompt_chars, facts.prompt_non_ascii) == (2, 1)
+    assert facts.prompt_size() == (2, 1)
     assert parsed is not None
-    rewritten = json.loads(with_stream_usage(parsed))
+    rewritten = json.loads(with_stream_usage(body, parsed))
     assert rewritten["stream_options"] == {"x": 1, "include_usage": True}
     assert rewritten["messages"] == [{"content": "hé"}]
+    plain = b'{"model": "m", "stream": true, "messages": []}'
+    facts, parsed = request_facts(plain)
+    assert parsed is not None
+    added = with_stream_usage(plain, parsed)
+    assert (
+        added
+        == b'{"stream_options":{"include_usage":true},"model": "m", "stream": true, "messages": []}'
+    )
+    assert json.loads(added) == {**parsed, "stream_options": {"include_usage": True}}

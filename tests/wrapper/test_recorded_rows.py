@@ -68,6 +68,8 @@ def test_rows_field_by_field(
             extra_headers={"x-simulate-fault": "rate_limit"},
         )
     assert monitor.flush(timeout=10)
+    oai.close()
+    ant.close()
 
     plain, streamed, limited = rows(database_url)
     for row in (plain, streamed, limited):
@@ -109,6 +111,7 @@ def test_the_embedded_default_creates_and_upgrades_itself(sim: RunningSimulator)
         openai.OpenAI(base_url=sim.openai_base_url, api_key=KEY, max_retries=0)
     )
     client.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
+    client.close()
     assert monitor.flush(timeout=10)
     (row,) = rows(url)
     assert row["total_tokens"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -25,9 +26,21 @@ MESSAGES = [{"role": "user", "content": "Summarise the quarterly report in three
 FAST_RETRY = {"x-simulate-retry-after-ms": "1"}
 
 
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close every client a test made, so no socket is left for the garbage collector."""
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
+
+
+OPEN_CLIENTS: list[Any] = []
+
+
 def openai_client(sim: RunningSimulator, captured: CapturedCalls, **kw: Any) -> openai.OpenAI:
     kw.setdefault("max_retries", 0)
     client = openai.OpenAI(base_url=sim.openai_base_url, api_key=KEY, **kw)
+    OPEN_CLIENTS.append(client)
     return monitor.instrument(client, recorder=captured)
 
 
@@ -36,6 +49,7 @@ def anthropic_client(
 ) -> anthropic.Anthropic:
     kw.setdefault("max_retries", 0)
     client = anthropic.Anthropic(base_url=sim.anthropic_base_url, api_key=KEY, **kw)
+    OPEN_CLIENTS.append(client)
     return monitor.instrument(client, recorder=captured)
 
 
@@ -341,12 +355,13 @@ def test_timeouts_and_connection_failures(sim: RunningSimulator, captured: Captu
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    dead = monitor.instrument(
+    dead = monitor.instrument(  # closed below
         openai.OpenAI(
             base_url=f"http://127.0.0.1:{closed_port}/openai/v1", api_key=KEY, max_retries=0
         ),
         recorder=captured,
     )
+    OPEN_CLIENTS.append(dead)
     with pytest.raises(openai.APIConnectionError):
         dead.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
     timeout, refused = captured.records
