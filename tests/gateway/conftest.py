@@ -16,7 +16,7 @@ from monitor.gateway import RunningGateway
 from monitor.simulator import RunningSimulator
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "wrapper"))
-from capture import CapturedCalls  # noqa: E402
+from capture import CapturedCalls
 
 KEY = "sk-gateway-test-0a1b2c3d4e5f-WXYZ"
 MESSAGES = [{"role": "user", "content": "How much of my quota is left today?"}]

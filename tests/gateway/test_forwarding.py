@@ -18,7 +18,12 @@ ANTHROPIC = "/anthropic/v1/messages"
 CASES = [
     ("openai body", OPENAI, {}, {}),
     ("openai stream", OPENAI, {"stream": True}, {}),
-    ("openai stream, usage asked", OPENAI, {"stream": True, "stream_options": {"include_usage": True}}, {}),  # noqa: E501
+    (
+        "openai stream, usage asked",
+        OPENAI,
+        {"stream": True, "stream_options": {"include_usage": True}},
+        {},
+    ),
     ("openai stream, gzip", OPENAI, {"stream": True}, {"x-simulate-compress": "gzip"}),
     ("openai 401", OPENAI, {}, {"x-simulate-fault": "auth"}),
     ("openai 429", OPENAI, {"stream": True}, {"x-simulate-fault": "rate_limit"}),
@@ -82,7 +87,9 @@ def facts(record: CallRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in COMPARED}
 
 
-@pytest.mark.parametrize(("path", "body", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("path", "body", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_same_bytes_and_same_record_as_the_wrapper(
     sim: RunningSimulator,
     gateway: RunningGateway,

@@ -135,4 +135,8 @@ async def test_async_sdks(gateway: RunningGateway, captured: CapturedCalls) -> N
         pass
     await client.close()
     record = captured.only()
-    assert (record.model, record.source, record.error_type) == ("LongCat-Flash-Lite", "gateway", None)
+    assert (record.model, record.source, record.error_type) == (
+        "LongCat-Flash-Lite",
+        "gateway",
+        None,
+    )

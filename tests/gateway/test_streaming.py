@@ -24,7 +24,9 @@ def slow_sim() -> Iterator[RunningSimulator]:
         yield running
 
 
-def first_and_last_byte(client: httpx2.Client, url: str, headers: dict[str, str]) -> tuple[float, float]:  # noqa: E501
+def first_and_last_byte(
+    client: httpx2.Client, url: str, headers: dict[str, str]
+) -> tuple[float, float]:
     payload = {"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True}
     start = time.perf_counter()
     first = None
