@@ -23,7 +23,7 @@ import click
 from sqlalchemy import Engine
 
 from monitor.config import Settings, get_settings, load_settings
-from monitor.demo_traffic import DEMO_KEYS, SdkTraffic, history
+from monitor.demo_traffic import DEMO_KEYS, HISTORY_DAYS, SdkTraffic, history
 from monitor.quota_day import quota_day
 
 #: Seconds between the live phase's rounds of calls and scheduler ticks.
@@ -107,10 +107,12 @@ def register_keys(engine: Engine, settings: Settings, now: datetime) -> None:
             )
 
 
-def write_history(engine: Engine, settings: Settings, now: datetime) -> int:
+def write_history(
+    engine: Engine, settings: Settings, now: datetime, days: int = HISTORY_DAYS
+) -> int:
     from monitor.store.calls import insert_calls
 
-    records = history(now, settings.tz)
+    records = history(now, settings.tz, days=days)
     with engine.begin() as conn:
         insert_calls(conn, records)
     return len(records)

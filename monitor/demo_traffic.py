@@ -108,11 +108,13 @@ def _busy(local_hour: int) -> float:
     )
 
 
-def history(now: datetime, tz: tzinfo, seed: int = 7) -> list[CallRecord]:
-    """Made-up calls for the past :data:`HISTORY_DAYS` quota days and today until an hour ago."""
+def history(
+    now: datetime, tz: tzinfo, seed: int = 7, days: int = HISTORY_DAYS
+) -> list[CallRecord]:
+    """Made-up calls for the past ``days`` quota days and today until an hour ago."""
     rng = random.Random(seed)
     today = quota_day(now, tz)
-    start = day_start(today - timedelta(days=HISTORY_DAYS), tz)
+    start = day_start(today - timedelta(days=days), tz)
     end = now - timedelta(hours=1)
     records: list[CallRecord] = []
     hour = start

@@ -1,0 +1,129 @@
+"""Every page on a seeded database (SQLite and Postgres): the figures shown are the database's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from seeding import Seeded, metric
+from smtp_server import running_smtp_server
+
+from monitor.demo_traffic import DEMO_KEYS
+
+_search, support, reports, _revoked = DEMO_KEYS
+
+
+def figure(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_today_shows_used_tokens_and_calls_per_key(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    app = open_app()
+    start, end = seeded.today_bounds()
+    assert figure(metric(app, "Tokens used today (all keys)")) == seeded.billed(start, end)
+    assert figure(metric(app, "Calls today")) == seeded.count(start, end)
+    used = [figure(m.value) for m in app.metric if m.label == "Used today"]
+    calls = [figure(m.value) for m in app.metric if m.label == "Calls today"][1:]
+    headers = [h.value for h in app.subheader]
+    expected_used, expected_calls = [], []
+    for header in headers:
+        key = next(k for k in DEMO_KEYS if k.hint in header)
+        expected_used.append(seeded.billed(start, end, key.key_id))
+        expected_calls.append(seeded.count(start, end, " AND key_id = :k", k=key.key_id))
+    assert used == expected_used
+    assert calls == expected_calls
+    # The reports key (40,000 tokens a day) has burned most of its quota: the bar says how much.
+    share = 100 * seeded.billed(start, end, reports.key_id) / 40_000
+    bars = [p.proto.text for p in app.get("progress")]
+    assert f"{share:.1f}% of the daily quota used" in bars
+    assert "Beijing time (UTC+8)" in " ".join(c.value for c in app.caption)
+
+
+def test_usage_over_time_totals(seeded: Seeded, open_app: Callable[..., Any]) -> None:
+    app = open_app("views/usage.py")
+    start, end = seeded.range_bounds(7)
+    assert figure(metric(app, "Tokens in range")) == seeded.billed(start, end)
+    assert figure(metric(app, "Calls in range")) == seeded.count(start, end)
+    table = app.dataframe[-1].value
+    assert int(table["tokens"].sum()) == seeded.billed(start, end)
+
+
+def test_errors_page_counts_and_recent_failures(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    app = open_app("views/errors.py")
+    start, end = seeded.range_bounds(7)
+    failed = seeded.count(start, end, " AND error_type IS NOT NULL")
+    assert figure(metric(app, "Failed calls")) == failed
+    failures = app.dataframe[-1].value
+    assert failures.iloc[0]["request id"] == "req_newest_failure"
+    assert failures.iloc[0]["key"] == "support-bot (…SUPT)"
+    assert int(failures.iloc[0]["status"]) == 429
+    assert len(failures) == min(failed, 100)
+
+
+def test_latency_page_covers_every_call(seeded: Seeded, open_app: Callable[..., Any]) -> None:
+    app = open_app("views/latency.py")
+    start, end = seeded.range_bounds(7)
+    summary = app.dataframe[-1].value
+    assert int(summary["calls"].sum()) == seeded.count(start, end)
+
+
+def test_alerts_page_shows_the_ledger(seeded: Seeded, open_app: Callable[..., Any]) -> None:
+    app = open_app("views/alerts.py")
+    for status in ("sent", "retrying", "skipped"):
+        expected = seeded.scalar("SELECT COUNT(*) FROM alert_ledger WHERE status = :s", s=status)
+        assert figure(metric(app, status)) == expected
+    assert figure(metric(app, "retrying")) >= 1
+    ledger = app.dataframe[-1].value
+    assert len(ledger) == seeded.scalar("SELECT COUNT(*) FROM alert_ledger")
+    assert "50%, 80%, 90%, 100%" in " ".join(m.value for m in app.markdown)
+
+
+def test_keys_page_lists_registered_and_unnamed_keys(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    app = open_app("views/keys.py")
+    table = app.dataframe[0].value
+    assert list(table["name"]) == ["nightly-reports", "search", "support-bot", "(unnamed)"]
+    row = table[table["name"] == "nightly-reports"].iloc[0]
+    assert row["hint"] == f"…{reports.hint}"
+    assert figure(row.iloc[2]) == reports.quota
+
+
+def test_filters_carry_across_pages(seeded: Seeded, open_app: Callable[..., Any]) -> None:
+    app = open_app()
+    app.multiselect(key="f_keys").set_value([support.key_id]).run()
+    assert [h.value for h in app.subheader] == ["support-bot …SUPT"]
+    app.switch_page("views/usage.py")
+    app.run()
+    assert app.multiselect(key="f_keys").value == [support.key_id]
+    start, end = seeded.range_bounds(7)
+    assert figure(metric(app, "Tokens in range")) == seeded.billed(start, end, support.key_id)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("accepts", [True, False])
+def test_send_test_email_reports_the_smtp_outcome(
+    seeded: Seeded,
+    open_app: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    accepts: bool,
+) -> None:
+    with running_smtp_server() as smtp:
+        monkeypatch.setenv("MONITOR_SMTP_HOST", smtp.host)
+        monkeypatch.setenv("MONITOR_SMTP_PORT", str(smtp.port if accepts else 1))
+        app = open_app("views/alerts.py")
+        app.text_input[0].input("ops@example.com")
+        app.button[0].click().run()
+        if accepts:
+            assert [s.value for s in app.success] == [
+                f"Accepted by {smtp.host}:{smtp.port} for ops@example.com."
+            ]
+            assert [m.subject for m in smtp.received] == ["LongCat monitor: test e-mail"]
+        else:
+            assert app.error and app.error[0].value.startswith("Not sent:")
+            assert not smtp.received
