@@ -162,6 +162,14 @@ class CallObserver:
             self._body_truncated = True
             del self._body[:-BODY_TAIL_KEEP]
 
+    def on_read_body(self, content: bytes) -> bytes:
+        """A body the inner transport had already read and decoded (mock and WSGI transports
+        hand such responses over): observe it whole; returns the body the caller gets."""
+        self._decoder = IdentityDecoder()
+        self._identity = True
+        out = self.on_chunk(content) + self.on_end()
+        return out if self.strip_usage_chunk else content
+
     def on_end(self) -> bytes:
         """The body was read to its end. Returns bytes still held back for the caller."""
         self._body_ended = True

@@ -223,6 +223,10 @@ class _Base:
     def _wrap(self, observer: CallObserver, response: Any, sync: bool) -> None:
         try:
             _note_response(observer, response)
+            content = getattr(response, "_content", None)
+            if isinstance(content, bytes):  # already read by the inner transport
+                response._content = observer.on_read_body(content)
+                return
             sync_cls, async_cls = stream_classes(self._http)
             response.stream = (sync_cls if sync else async_cls)(response.stream, observer)
         except Exception as exc:

@@ -466,3 +466,29 @@ def test_a_raw_httpx_client(sim: RunningSimulator, captured: CapturedCalls) -> N
 def test_not_a_client_is_refused_clearly() -> None:
     with pytest.raises(monitor.NotInstrumentableError, match="openai or anthropic SDK client"):
         monitor.instrument(object())
+
+
+def test_a_transport_that_hands_over_bodies_already_read(captured: CapturedCalls) -> None:
+    """Mock and WSGI transports return responses whose body is already read: still recorded,
+    and an OpenAI stream still reaches the caller without the chunk the monitor asked for."""
+    chunk = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked = b'"include_usage":true' in request.content
+        body = chunk + (usage if asked else b"") + b"data: [DONE]\n\n"
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    client = monitor.instrument(
+        httpx.Client(transport=httpx.MockTransport(answer)), recorder=captured
+    )
+    with client:
+        response = client.post(
+            "http://longcat.test/openai/v1/chat/completions",
+            json={"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True},
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+    assert response.content == chunk + b"data: [DONE]\n\n"
+    record = captured.only()
+    assert (record.input_tokens, record.output_tokens, record.total_tokens) == (3, 1, 4)
+    assert record.error_type is None and record.usage_source == "reported"
