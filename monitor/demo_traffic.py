@@ -108,9 +108,7 @@ def _busy(local_hour: int) -> float:
     )
 
 
-def history(
-    now: datetime, tz: tzinfo, seed: int = 7, days: int = HISTORY_DAYS
-) -> list[CallRecord]:
+def history(now: datetime, tz: tzinfo, seed: int = 7, days: int = HISTORY_DAYS) -> list[CallRecord]:
     """Made-up calls for the past ``days`` quota days and today until an hour ago."""
     rng = random.Random(seed)
     today = quota_day(now, tz)
