@@ -32,6 +32,11 @@ DEFAULT_QUEUE_SIZE: Final = 10_000
 DEFAULT_BATCH_SIZE: Final = 500
 DEFAULT_FLUSH_INTERVAL_S: Final = 1.0
 DEFAULT_EXIT_FLUSH_TIMEOUT_S: Final = 5.0
+#: Raw calls are kept forever unless ``MONITOR_RETENTION_DAYS`` is set (rollups always are).
+DEFAULT_RETENTION_DAYS: Final = None
+#: Postgres day partitions of ``api_calls`` the scheduler keeps ready beyond today.
+DEFAULT_PARTITION_DAYS_AHEAD: Final = 7
+MAX_PARTITION_DAYS_AHEAD: Final = 366
 #: Bytes one process may hold in its spool file while the database is unreachable.
 DEFAULT_SPOOL_MAX_BYTES: Final = 64 * 1024 * 1024
 
@@ -75,6 +80,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, gt=0)
     flush_interval_s: float = Field(DEFAULT_FLUSH_INTERVAL_S, gt=0)
     exit_flush_timeout_s: float = Field(DEFAULT_EXIT_FLUSH_TIMEOUT_S, ge=0)
+    retention_days: int | None = Field(DEFAULT_RETENTION_DAYS, gt=0)
+    partition_days_ahead: int = Field(
+        DEFAULT_PARTITION_DAYS_AHEAD, ge=1, le=MAX_PARTITION_DAYS_AHEAD
+    )
     spool_path: Path | None = None
     spool_max_bytes: int = Field(DEFAULT_SPOOL_MAX_BYTES, gt=0)
 
@@ -142,6 +151,13 @@ class Settings(BaseSettings):
                         f"expected e-mail addresses separated by commas, got {address!r}"
                     )
             return addresses
+        return value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "forever"):
+            return None  # keep every raw call
         return value
 
     @field_validator("upstream_url", "dashboard_url")

@@ -1,4 +1,4 @@
-"""One pass of every scheduled job: rollup → alert rules → ledger claims → sending.
+"""One pass of every scheduled job: rollup → storage upkeep → alert rules → ledger claims → sending.
 
 :func:`run_tick` is what both ``longcat-monitor tick`` (cron, tests) and the scheduler run. It is
 safe to run in several processes at once: the rollup is idempotent, and the alert ledger's unique
@@ -36,6 +36,7 @@ from monitor.alerts.rules import (
 )
 from monitor.config import Settings
 from monitor.quota_day import day_end, day_start, quota_day
+from monitor.retention import StorageResult, maintain_storage
 from monitor.rollup import RollupResult, run_rollup
 from monitor.store import alerts as ledger
 from monitor.store.usage import KeyDayUsage, hourly_tokens, key_usage_for_day
@@ -70,15 +71,18 @@ class TickResult:
     sent: int = 0
     failed_attempts: int = 0
     gave_up: int = 0
+    storage: StorageResult = field(default_factory=StorageResult)
 
     def summary(self) -> str:
         """One line, for ``longcat-monitor tick`` and the scheduler's log."""
+        storage = self.storage.summary()
         return (
             f"rollup {self.rollup.scanned} calls/{self.rollup.days} key-days; "
             f"alerts {self.decided} new ({self.skipped} skipped, "
             f"{self.no_recipients} no recipients); "
             f"e-mails {self.sent} sent, {self.failed_attempts} failed"
             + (f", {self.gave_up} given up" if self.gave_up else "")
+            + (f"; storage: {storage}" if storage else "")
         )
 
 
@@ -110,6 +114,7 @@ def run_tick(
     worker = worker or default_worker_id()
     send = smtp or SmtpSender(lambda: settings)
     rolled = run_rollup(engine, settings, now)
+    storage = maintain_storage(engine, settings, now)
     counts = _Counts()
     with engine.connect() as conn:
         new_alerts = _decide(conn, settings, now, policy)
@@ -130,7 +135,7 @@ def run_tick(
                 alert.key_id,
             )
     _deliver(engine, send, now, worker, policy.retry, counts)
-    return TickResult(now=now, rollup=rolled, **vars(counts))
+    return TickResult(now=now, rollup=rolled, storage=storage, **vars(counts))
 
 
 # --- deciding -----------------------------------------------------------------------------

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 DEFAULT_LATE_WINDOW: Final = timedelta(minutes=10)
 #: The ``rollup_state`` row holding this job's watermark.
 ROLLUP_NAME: Final = "usage"
+#: The ``rollup_state`` row where retention records its cut-off (:mod:`monitor.retention`): raw
+#: calls before it are gone, so a day starting before it is never recomputed (it would undercount).
+RETENTION_NAME: Final = "retention"
 HOUR: Final = timedelta(hours=1)
 
 
@@ -225,6 +228,9 @@ def run_rollup(
         since = None if watermark is None else watermark - late_window
         recent = usage.calls_since(conn, since)
         days = sorted({daily_key(call, tz) for call in recent})
+        retained_from = usage.get_watermark(conn, RETENTION_NAME)
+        if retained_from is not None:  # a late call for a day partly past retention: keep the row
+            days = [(k, d) for k, d in days if recompute_span(d, tz)[0] >= retained_from]
         hours = {hourly_key(call) for call in recent}
         days_written = hours_written = 0
         for key_id, day in days:

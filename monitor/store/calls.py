@@ -32,12 +32,16 @@ _LABELS: Final = RECORD_FIELDS.index("labels")
 _ERROR_MESSAGE: Final = RECORD_FIELDS.index("error_message")
 _KEY_HINT: Final = RECORD_FIELDS.index("key_hint")
 
-#: ``INSERT … ON CONFLICT (event_id) DO NOTHING``: a replayed record is skipped, not an error.
+#: ``INSERT … ON CONFLICT (…) DO NOTHING``: a replayed record is skipped, not an error.
 _INSERT_SQL: Final = (
     f"INSERT INTO api_calls ({', '.join(COLUMNS)}) VALUES ({{placeholders}}) "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "ON CONFLICT ({conflict}) DO NOTHING"
 )
 _PLACEHOLDER: Final = {"sqlite": "?", "postgresql": "%s"}
+#: The unique key of a call. Postgres partitions ``api_calls`` by ``started_at``, and a unique
+#: constraint on a partitioned table must hold the partition key; a replayed record has the same
+#: ``event_id`` and ``started_at``, so either key skips it.
+CONFLICT_TARGET: Final = {"sqlite": "event_id", "postgresql": "event_id, started_at"}
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -92,4 +96,5 @@ def insert_calls(
         row.append(host)
         rows.append(tuple(row))
     placeholders = ", ".join([_PLACEHOLDER[dialect]] * len(COLUMNS))
-    conn.exec_driver_sql(_INSERT_SQL.format(placeholders=placeholders), rows)
+    sql = _INSERT_SQL.format(placeholders=placeholders, conflict=CONFLICT_TARGET[dialect])
+    conn.exec_driver_sql(sql, rows)

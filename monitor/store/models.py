@@ -88,7 +88,12 @@ class Base(DeclarativeBase):
 
 
 class ApiCall(Base):
-    """One attempt at one API call (a stored :class:`monitor.records.CallRecord`)."""
+    """One attempt at one API call (a stored :class:`monitor.records.CallRecord`).
+
+    As described here on SQLite. On Postgres (migration 0004) the table is partitioned by UTC day
+    on ``started_at``, so its primary key is ``(id, started_at)`` and the event id is unique
+    together with ``started_at``; ``id`` still comes from one sequence and identifies a row.
+    """
 
     __tablename__ = "api_calls"
     __table_args__ = (
