@@ -448,11 +448,21 @@ def tick() -> None:
     type=click.FloatRange(min=0.1),
     help="Seconds between passes.",
 )
-def scheduler(interval: float) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port at /metrics (off when not given).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
+def scheduler(interval: float, metrics_port: int | None, metrics_host: str) -> None:
     """Run every scheduled job each interval until stopped (SIGINT or SIGTERM).
 
     Several schedulers on one database elect one leader (a Postgres advisory lock, or a file lock
-    next to an SQLite database); the others wait to take over.
+    next to an SQLite database); the others wait to take over. Every one of them can serve
+    metrics: the figures come from the database.
     """
     import logging
 
@@ -468,10 +478,22 @@ def scheduler(interval: float) -> None:
     def job() -> None:
         log.info("tick: %s", run_tick(engine, settings).summary())
 
+    metrics = None
+    if metrics_port is not None:
+        from monitor.metrics import METRICS_PATH, start_metrics_server
+
+        try:
+            metrics = start_metrics_server(engine, settings, metrics_host, metrics_port)
+        except OSError as exc:
+            engine.dispose()
+            fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}")
+        click.echo(f"scheduler: metrics on http://{metrics_host}:{metrics.port}{METRICS_PATH}")
     click.echo(f"scheduler: every {interval:g}s on {_describe_db(settings)}; Ctrl-C to stop")
     try:
         run_scheduler(engine, job, interval_s=interval)
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         engine.dispose()
     click.echo("scheduler: stopped")
 
