@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 from monitor.decoding import DecodeError, Decoder, IdentityDecoder, decoder_for
@@ -100,10 +100,15 @@ class CallObserver:
         return self.strip_usage_chunk
 
     # -- body -------------------------------------------------------------------------------
-    def on_chunk(self, chunk: bytes) -> bytes:
-        """Observe one body piece; return the bytes the caller gets for it."""
+    def on_chunk(self, chunk: bytes) -> Iterator[bytes] | bytes:
+        """Observe one body piece; return the bytes the caller gets for it.
+
+        Where the monitor rewrites the stream (it asked for usage on the caller's behalf) the
+        result is an iterator of decoded pieces, each bounded, so a compression bomb never sits
+        in memory whole.
+        """
         if self.strip_usage_chunk:
-            return self._filter(chunk)
+            return self._rewrite(chunk)
         if self._observing:
             try:
                 self._observe(chunk)
@@ -133,14 +138,16 @@ class CallObserver:
             else:
                 self._keep_body(piece)
 
-    def _filter(self, chunk: bytes) -> bytes:
+    def _rewrite(self, chunk: bytes) -> Iterator[bytes]:
         if self._identity:
-            return self._filter_decoded(chunk)
+            yield self._filter_decoded(chunk)
+            return
+        assert self._decoder is not None
         try:
-            pieces = self._decoded(chunk)
+            for piece in self._decoder.feed(chunk):
+                yield self._filter_decoded(piece)
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
-        return b"".join([self._filter_decoded(piece) for piece in pieces])
 
     def _read_event(self, event: SSEEvent, drop: bool = False) -> bool:
         reader = self._reader
@@ -167,8 +174,11 @@ class CallObserver:
         hand such responses over): observe it whole; returns the body the caller gets."""
         self._decoder = IdentityDecoder()
         self._identity = True
-        out = self.on_chunk(content) + self.on_end()
-        return out if self.strip_usage_chunk else content
+        if not self.strip_usage_chunk:
+            self.on_chunk(content)
+            self.on_end()
+            return content
+        return b"".join(self._rewrite(content)) + self.on_end()
 
     def on_end(self) -> bytes:
         """The body was read to its end. Returns bytes still held back for the caller."""

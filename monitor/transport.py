@@ -155,8 +155,11 @@ def stream_classes(http: types.ModuleType) -> tuple[type, type]:
             try:
                 for chunk in self._inner:
                     data = observer.on_chunk(chunk)
-                    if data:
-                        yield data
+                    if isinstance(data, bytes):
+                        if data:
+                            yield data
+                    else:
+                        yield from filter(None, data)
                 tail = observer.on_end()
             except CallerDecodeError as exc:
                 raise http.DecodingError(str(exc)) from exc
@@ -182,8 +185,13 @@ def stream_classes(http: types.ModuleType) -> tuple[type, type]:
             try:
                 async for chunk in self._inner:
                     data = observer.on_chunk(chunk)
-                    if data:
-                        yield data
+                    if isinstance(data, bytes):
+                        if data:
+                            yield data
+                    else:
+                        for piece in data:
+                            if piece:
+                                yield piece
                 tail = observer.on_end()
             except CallerDecodeError as exc:
                 raise http.DecodingError(str(exc)) from exc
