@@ -133,8 +133,9 @@ class CallObserver:
             return
         for piece in pieces:
             if self._splitter is not None:
-                for event in self._splitter.feed(piece):
-                    self._read_event(event)
+                if not self._read_whole(piece):
+                    for event in self._splitter.feed(piece):
+                        self._read_event(event)
             else:
                 self._keep_body(piece)
 
@@ -148,6 +149,22 @@ class CallObserver:
                 yield self._filter_decoded(piece)
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
+
+    def _read_whole(self, piece: bytes) -> bool:
+        """Read a piece of plain content events at once (see StreamReader.consume_whole)."""
+        reader = self._reader
+        assert reader is not None and self._splitter is not None
+        if not (self._splitter.idle and piece.endswith(b"\n\n") and b"\r" not in piece):
+            return False
+        had_content = reader.saw_content
+        try:
+            whole = reader.consume_whole(piece)
+        except Exception as exc:
+            report_failure("reading a stream event", exc)
+            return False
+        if not had_content and reader.saw_content and self.record.ttft_ms is None:
+            self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
+        return whole
 
     def _read_event(self, event: SSEEvent, drop: bool = False) -> bool:
         reader = self._reader
@@ -199,6 +216,8 @@ class CallObserver:
 
     def _filter_decoded(self, piece: bytes) -> bytes:
         assert self._splitter is not None
+        if self._read_whole(piece):
+            return without_null_usage(piece)
         events = self._splitter.feed(piece)
         if len(events) == 1:  # the usual piece: one whole event
             event = events[0]

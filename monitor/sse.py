@@ -36,6 +36,11 @@ class SSESplitter:
         self._oversized = False
         self._max = max_event_bytes
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held back: the next byte starts a new event."""
+        return not self._buf and not self._has_fields
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete (in order, covering every byte once)."""
         if not self._buf and b"\r" not in chunk:

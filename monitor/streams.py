@@ -20,6 +20,13 @@ _OPENAI_CONTENT: Final = re.compile(
 _ANTHROPIC_DELTA_TEXT: Final = re.compile(
     rb'"(?:text|thinking|partial_json)"\s*:\s*"((?:[^"\\]|\\.)+)"'
 )
+#: What makes an OpenAI piece need reading event by event: a usage object, an error, a named event.
+_OPENAI_SPECIAL: Final = re.compile(rb'"usage"\s*:\s*\{|"error"|^event:', re.MULTILINE)
+_OPENAI_DONE: Final = re.compile(rb"^data: ?\[DONE\][ \t]*$", re.MULTILINE)
+_ANTHROPIC_SPECIAL: Final = re.compile(
+    rb"^(?:event: ?(?:message_start|message_delta|message_stop|error)\b|data: ?[^{ ])",
+    re.MULTILINE,
+)
 _MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _ERROR_KEY: Final = re.compile(rb'^\s*\{\s*"error"\s*:')
 
@@ -28,7 +35,7 @@ _NULL_USAGE: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:
 
 
 def without_null_usage(raw: bytes) -> bytes:
-    """An OpenAI chunk as the server writes it when usage was not asked for.
+    """OpenAI chunks as the server writes them when usage was not asked for.
 
     Asking for usage makes the server add ``"usage": null`` to every chunk; the monitor, which
     asked on the caller's behalf, takes it out again. (A JSON string cannot contain an unescaped
@@ -36,7 +43,7 @@ def without_null_usage(raw: bytes) -> bytes:
     """
     if b'"usage"' not in raw:
         return raw
-    return _NULL_USAGE.sub(b"", raw, count=1)
+    return _NULL_USAGE.sub(b"", raw)
 
 
 def _loads(data: bytes) -> Any:
@@ -85,6 +92,12 @@ class StreamReader:
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         raise NotImplementedError
 
+    def consume_whole(self, piece: bytes) -> bool:
+        """Read a piece of whole, LF-terminated events at once, when none of them carries usage,
+        an error or the end of the message; False (nothing read) when they must be read one by
+        one. Most of a stream is plain content, and this reads it without splitting it."""
+        return False
+
     def _count(self, matches: list[bytes]) -> None:
         if matches:
             self.saw_content = True
@@ -121,6 +134,16 @@ class OpenAIStreamReader(StreamReader):
                     return drop_usage_chunk and chunk.get("choices") == []
         return False
 
+    def consume_whole(self, piece: bytes) -> bool:
+        if _OPENAI_SPECIAL.search(piece):
+            return False
+        if _OPENAI_DONE.search(piece):
+            self.ended = True
+        if self.model is None and (found := _MODEL.search(piece)):
+            self.model = found.group(1).decode("utf-8", "replace")
+        self._count(_OPENAI_CONTENT.findall(piece))
+        return True
+
 
 class AnthropicStreamReader(StreamReader):
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
@@ -145,6 +168,13 @@ class AnthropicStreamReader(StreamReader):
         elif name == "error":
             self._error_event(_loads(data))
         return False
+
+    def consume_whole(self, piece: bytes) -> bool:
+        if _ANTHROPIC_SPECIAL.search(piece):
+            return False
+        if b"content_block_delta" in piece:
+            self._count(_ANTHROPIC_DELTA_TEXT.findall(piece))
+        return True
 
 
 class OtherStreamReader(StreamReader):
