@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from monitor.serving import quiet_about
 from monitor.simulator.faults import (
     STATUS_FAULTS,
     STREAM_FAULTS,
@@ -92,37 +92,10 @@ class StreamCut(Exception):
     """Raised inside a stream body to drop the connection with no end marker (``cut_stream``)."""
 
 
-class _QuietStreamCut(logging.Filter):
-    """Keeps uvicorn from logging a traceback for every deliberate ``cut_stream``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and _contains_stream_cut(record.exc_info[1]))
-
-
-def _contains_stream_cut(exc: BaseException | None) -> bool:
-    if exc is None:
-        return False
-    if isinstance(exc, StreamCut):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_contains_stream_cut(inner) for inner in exc.exceptions)
-    return _contains_stream_cut(exc.__cause__)
-
-
-_QUIET_FILTER = _QuietStreamCut()
-
-
-def quiet_stream_cuts(logger_name: str = "uvicorn.error") -> None:
-    """Install (once) the log filter that hides deliberate ``cut_stream`` disconnects."""
-    logger = logging.getLogger(logger_name)
-    if _QUIET_FILTER not in logger.filters:
-        logger.addFilter(_QUIET_FILTER)
-
-
 def create_app(options: SimulatorOptions | None = None) -> Starlette:
     """The simulator as a Starlette app (serve it with uvicorn, or see ``RunningSimulator``)."""
     opts = options or SimulatorOptions()
-    quiet_stream_cuts()
+    quiet_about(StreamCut)
 
     async def chat_completions(request: Request) -> Response:
         return await _handle(request, Api.OPENAI, opts)

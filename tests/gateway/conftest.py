@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import re
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
+from capture import CapturedCalls
+from gateway_support import GatewayFactory
 
 from monitor.config import Settings, load_settings
 from monitor.gateway import RunningGateway
 from monitor.simulator import RunningSimulator
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "wrapper"))
-from capture import CapturedCalls
-
-KEY = "sk-gateway-test-0a1b2c3d4e5f-WXYZ"
-MESSAGES = [{"role": "user", "content": "How much of my quota is left today?"}]
-_IDS = re.compile(rb'(chatcmpl-|msg_|req_)[0-9a-f]+|"created":\s*\d+')
-
-
-def masked(body: bytes) -> bytes:
-    """``body`` with the ids and timestamps the simulator makes afresh for every call masked."""
-    return _IDS.sub(b"<id>", body)
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +24,6 @@ def sim() -> Iterator[RunningSimulator]:
 @pytest.fixture
 def captured() -> CapturedCalls:
     return CapturedCalls()
-
-
-GatewayFactory = Callable[..., RunningGateway]
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from conftest import KEY, MESSAGES, CapturedCalls, GatewayFactory
+from capture import CapturedCalls
+from gateway_support import KEY, MESSAGES, GatewayFactory
 
 TOKEN = "gw-token-0123456789abcdef"
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from conftest import KEY, MESSAGES, CapturedCalls, masked
+from capture import CapturedCalls
+from gateway_support import KEY, MESSAGES, masked
 
 import monitor
 from monitor.gateway import RunningGateway

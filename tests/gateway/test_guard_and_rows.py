@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import httpx2
 import pytest
 import sqlalchemy as sa
+from capture import CapturedCalls
 from click.testing import CliRunner
-from conftest import KEY, MESSAGES, CapturedCalls, GatewayFactory
+from gateway_support import KEY, MESSAGES, GatewayFactory
 
 import monitor
 from monitor.cli import cli

@@ -6,7 +6,8 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from conftest import KEY, MESSAGES, CapturedCalls
+from capture import CapturedCalls
+from gateway_support import KEY, MESSAGES
 
 from monitor.gateway import RunningGateway
 from monitor.simulator import RunningSimulator

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from conftest import KEY, MESSAGES, CapturedCalls, GatewayFactory
+from capture import CapturedCalls
+from gateway_support import KEY, MESSAGES, GatewayFactory
 
 from monitor.config import load_settings
 from monitor.gateway.app import new_upstream_client

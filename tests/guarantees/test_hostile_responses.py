@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 import tracemalloc
 import types
 import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import brotli
@@ -23,8 +21,6 @@ import httpx
 import httpx2
 import pytest
 import zstandard
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "wrapper"))
 from capture import CapturedCalls
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
