@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     Dialect,
@@ -27,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from monitor.histogram import column_names
 
 #: Longest ``error_message`` snippet kept; longer messages are cut at insert time.
 ERROR_MESSAGE_CHARS: Final = 500
@@ -184,11 +187,29 @@ class DailyUsage(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+#: The histogram columns of ``hourly_usage`` (migration 0005): counts per bucket of
+#: :mod:`monitor.histogram`, from which hourly and daily percentiles are derived.
+LATENCY_HISTOGRAM: Final = column_names("latency")
+TTFT_HISTOGRAM: Final = column_names("ttft")
+
+
+def _histogram_columns() -> list[Column[int]]:
+    return [
+        Column(name, BigInteger, nullable=False, server_default="0")
+        for name in (*LATENCY_HISTOGRAM, *TTFT_HISTOGRAM)
+    ]
+
+
 class HourlyUsage(Base):
-    """One key's UTC hour for one model and streaming mode, for the dashboard's charts."""
+    """One key's UTC hour for one model and streaming mode, for the dashboard's charts.
+
+    Besides the figures, each row keeps the exact minimum and maximum latency and time to first
+    token, and their log-spaced histograms (``latency_h00`` …, ``ttft_h00`` …), so that the
+    percentiles of any set of rows (a quota day, a week) can be derived by adding them up.
+    """
 
     __tablename__ = "hourly_usage"
-    __table_args__ = (Index("ix_hourly_usage_hour", "hour"),)
+    __table_args__ = (Index("ix_hourly_usage_hour", "hour"), *_histogram_columns())
 
     key_id: Mapped[str] = mapped_column(String(), primary_key=True)
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
@@ -200,7 +221,12 @@ class HourlyUsage(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     total_tokens: Mapped[int] = mapped_column(BigInteger)
+    latency_min_ms: Mapped[float | None] = mapped_column(Float)
+    latency_max_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_min_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_max_ms: Mapped[float | None] = mapped_column(Float)
     latency_p50_ms: Mapped[float | None] = mapped_column(Float)
     latency_p95_ms: Mapped[float | None] = mapped_column(Float)
     latency_p99_ms: Mapped[float | None] = mapped_column(Float)

@@ -112,7 +112,7 @@ def test_0004_keeps_every_row_up_and_down(empty_database_url: str) -> None:
         before = stored(engine)
         assert len(before) == len(records)
 
-        upgrade(engine)
+        upgrade(engine, "0004_partition_api_calls")
         assert current_revision(engine) == "0004_partition_api_calls"
         assert stored(engine) == before
         with engine.begin() as conn:  # ids carry on from the same sequence

@@ -301,3 +301,62 @@ def test_query_functions(engine: Engine, settings: Settings) -> None:
     assert usage[1].recipients == ("a@example.com",)
     assert usage[2].errors_by_class == {"auth": 1}
     assert burn == [(BEIJING_MIDNIGHT, 100), (BEIJING_MIDNIGHT + timedelta(hours=1), 55)]
+
+
+def test_histograms_in_sql_match_the_python_ones(engine: Engine, settings: Settings) -> None:
+    """The SQL bucket expression agrees with monitor.histogram, and days merge their hours."""
+    from monitor.histogram import histogram_of, percentile_of
+    from monitor.store.models import LATENCY_HISTOGRAM, TTFT_HISTOGRAM
+
+    records = around_midnight()
+    insert(engine, records)
+    run_rollup(engine, settings, now=BEIJING_MIDNIGHT + timedelta(hours=2))
+    keyed = [r for r in records if r.key_id is not None]
+    with engine.connect() as conn:
+        hourly = list(conn.execute(select(HourlyUsage.__table__)))
+        day_rows = {(r.key_id, r.day): r for r in daily_rows(conn)}
+    latency = [sum(row._mapping[c] for row in hourly) for c in LATENCY_HISTOGRAM]
+    ttft = [sum(row._mapping[c] for row in hourly) for c in TTFT_HISTOGRAM]
+    assert latency == histogram_of(r.latency_ms for r in keyed if r.latency_ms is not None)
+    assert ttft == histogram_of(r.ttft_ms for r in keyed if r.ttft_ms is not None)
+
+    from monitor.quota_day import quota_day
+
+    for (key_id, day), row in day_rows.items():
+        values = [
+            r.latency_ms
+            for r in keyed
+            if r.key_id == key_id and quota_day(r.started_at, settings.tz) == day
+        ]
+        expected = percentile_of(
+            histogram_of(v for v in values if v is not None),
+            0.95,
+            low=min(v for v in values if v is not None),
+            high=max(v for v in values if v is not None),
+        )
+        assert row.latency_p95_ms == pytest.approx(expected)
+        assert row.reasoning_tokens == sum(
+            r.reasoning_tokens or 0
+            for r in keyed
+            if r.key_id == key_id
+            and quota_day(r.started_at, settings.tz) == day
+            and r.error_type not in UNBILLED_ERROR_TYPES
+        )
+
+
+def test_half_hour_time_zone_builds_days_from_raw_calls(database_url: str, engine: Engine) -> None:
+    settings = load_settings(database_url=database_url, quota_tz="Asia/Kolkata")
+    kolkata_midnight = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
+    insert(
+        engine,
+        [
+            call(kolkata_midnight - timedelta(minutes=10), total_tokens=7),
+            call(kolkata_midnight + timedelta(minutes=10), total_tokens=11),
+        ],
+    )
+    run_rollup(engine, settings, now=kolkata_midnight + timedelta(hours=1))
+    assert daily_table(engine) == daily_sums_from_api_calls(engine, settings)
+    assert {day: v["total_tokens"] for (_, day), v in daily_table(engine).items()} == {
+        date(2026, 11, 25): 7,
+        date(2026, 11, 26): 11,
+    }
