@@ -104,10 +104,10 @@ def report(title: str, straight: list[float], through: list[float]) -> None:
         print(f"{name:>10}  {a:7.3f}ms  {b:7.3f}ms  {b - a:7.3f}ms  {b / a:5.2f}x")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls of each kind and route")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"gateway latency on loopback; {machine()}")
     with simulator_process() as sim, gateway_process(sim) as gateway:
         report("non-streamed call, whole answer", *measure(args.calls, sim, gateway, timed_call))
