@@ -1,0 +1,228 @@
+"""Recorder throughput: call records written per second through Recorder + SqlSink.
+
+N records (built beforehand, not timed) are submitted to a Recorder whose queue holds them all,
+then flushed; the figure is records / wall seconds until the flush returns. Baselines in the same
+run, same rows, same batch size, one transaction per batch: the driver's own ``executemany`` of
+the same ``INSERT … ON CONFLICT DO NOTHING`` (sqlite3 / psycopg), and on Postgres a bare ``COPY``
+(no conflict check: an upper bound, not exactly-once). SQLite: a file in a temporary folder;
+Postgres: a throwaway database, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.common import machine, median, print_table
+from monitor.recorder import Recorder, SqlSink
+from monitor.records import CallRecord, new_event_id
+from monitor.store import calls
+from monitor.store.engine import make_engine, upgrade
+
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+TARGETS = {"sqlite": 100_000, "postgresql": 50_000}
+
+
+def records(n: int) -> list[CallRecord]:
+    start = datetime.now(UTC) - timedelta(hours=1)
+    return [
+        CallRecord(
+            started_at=start + timedelta(microseconds=i * 300),
+            api="openai",
+            endpoint="/openai/v1/chat/completions",
+            key_id=f"bench-key-{i % 100:03d}",
+            key_hint=f"{i % 100:04d}",
+            model="LongCat-Flash-Chat",
+            stream=i % 2 == 0,
+            status_code=200,
+            latency_ms=850.0 + i % 400,
+            ttft_ms=120.0 if i % 2 == 0 else None,
+            input_tokens=1200,
+            output_tokens=300,
+            total_tokens=1500,
+            usage_source="reported",
+            labels={"feature": "bench"},
+        )
+        for i in range(n)
+    ]
+
+
+def fresh(rows: list[CallRecord]) -> list[CallRecord]:
+    """The same rows with new event ids (each measurement inserts, never skips)."""
+    return [CallRecord(**{**vars_of(r), "event_id": new_event_id()}) for r in rows]
+
+
+def vars_of(record: CallRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in calls.RECORD_FIELDS}
+
+
+def through_recorder(url: str, rows: list[CallRecord], batch: int) -> float:
+    sink = SqlSink(url)
+    sink.write(rows[:1])  # schema check and connection outside the timing
+    recorder = Recorder(sink, max_queue=len(rows) + 1, batch_size=batch, flush_interval_s=0.05)
+    begin = time.perf_counter()
+    for record in rows[1:]:
+        recorder.submit(record)
+    recorder.flush(600)
+    elapsed = time.perf_counter() - begin
+    recorder.shutdown(10)
+    sink.close()
+    return (len(rows) - 1) / elapsed
+
+
+def driver_rows(dialect: str, rows: list[CallRecord]) -> list[tuple[Any, ...]]:
+    """The tuples insert_calls would send, built outside the timing."""
+    time_of, labels_of = calls._CONVERTERS[dialect]
+    out = []
+    for record in rows:
+        row = list(calls._values_of(record))
+        row[calls._STARTED_AT] = time_of(row[calls._STARTED_AT])
+        row[calls._LABELS] = labels_of(row[calls._LABELS])
+        out.append((*row, "bench"))
+    return out
+
+
+def insert_sql(dialect: str) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    return calls._INSERT_SQL.format(
+        placeholders=", ".join([mark] * len(calls.COLUMNS)),
+        conflict=calls.CONFLICT_TARGET[dialect],
+    )
+
+
+def sqlite_executemany(path: str, rows: list[tuple[Any, ...]], batch: int) -> float:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    sql = insert_sql("sqlite")
+    begin = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        with conn:
+            conn.executemany(sql, rows[i : i + batch])
+    elapsed = time.perf_counter() - begin
+    conn.close()
+    return len(rows) / elapsed
+
+
+def postgres_executemany(dsn: str, rows: list[tuple[Any, ...]], batch: int) -> float:
+    sql = insert_sql("postgresql")
+    with psycopg.connect(dsn) as conn:
+        begin = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(sql, rows[i : i + batch])
+        return len(rows) / (time.perf_counter() - begin)
+
+
+def postgres_copy(dsn: str, rows: list[tuple[Any, ...]], batch: int) -> float:
+    with psycopg.connect(dsn) as conn:
+        begin = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            copy_sql = f"COPY api_calls ({', '.join(calls.COLUMNS)}) FROM STDIN"
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                for row in rows[i : i + batch]:
+                    copy.write_row(row)
+        return len(rows) / (time.perf_counter() - begin)
+
+
+def measure(rounds: int, fn: Callable[..., float]) -> float:
+    return median([fn() for _ in range(rounds)])
+
+
+def run(
+    dialect: str, url: str, dsn: str, n: int, batches: list[int], rounds: int
+) -> list[list[str]]:
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    base = records(n)
+    rows = []
+    for batch in batches:
+        if dialect == "sqlite":
+            baseline = measure(
+                rounds,
+                lambda b=batch: sqlite_executemany(dsn, driver_rows("sqlite", fresh(base)), b),
+            )
+            label = "sqlite3 executemany"
+        else:
+            baseline = measure(
+                rounds,
+                lambda b=batch: postgres_executemany(
+                    dsn, driver_rows("postgresql", fresh(base)), b
+                ),
+            )
+            label = "psycopg executemany"
+        ours = measure(rounds, lambda b=batch: through_recorder(url, fresh(base), b))
+        target = TARGETS[dialect]
+        rows.append([dialect, str(batch), label, f"{baseline:,.0f}", "1.00x", ""])
+        if dialect == "postgresql":
+            copy = measure(
+                rounds,
+                lambda b=batch: postgres_copy(dsn, driver_rows("postgresql", fresh(base)), b),
+            )
+            rows.append(
+                [
+                    dialect,
+                    str(batch),
+                    "bare COPY (no dedup)",
+                    f"{copy:,.0f}",
+                    f"{copy / baseline:.2f}x",
+                    "",
+                ]
+            )
+        rows.append(
+            [
+                dialect,
+                str(batch),
+                "Recorder + SqlSink",
+                f"{ours:,.0f}",
+                f"{ours / baseline:.2f}x",
+                f"{ours / target:.2f} of {target:,}",
+            ]
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batches", default="500,5000", help="batch sizes (500 is the default)")
+    parser.add_argument("--rounds", type=int, default=3, help="median of this many")
+    parser.add_argument("--postgres", default="lcm_bench_recorder", help="throwaway database")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    batches = [int(b) for b in args.batches.split(",")]
+    out: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "bench.db")
+        out += run("sqlite", f"sqlite:///{path}", path, args.records, batches, args.rounds)
+    if not args.skip_postgres:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres}"')
+            admin.execute(f'CREATE DATABASE "{args.postgres}"')
+        try:
+            dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={args.postgres}"
+            url = f"postgresql://postgres@127.0.0.1:5432/{args.postgres}"
+            out += run("postgresql", url, dsn, args.records, batches, args.rounds)
+        finally:
+            with psycopg.connect(ADMIN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres}" WITH (FORCE)')
+    print_table(
+        f"Recorder throughput: records/s, median of {args.rounds} x {args.records:,} "
+        f"({machine()}); targets: SQLite 100,000/s, Postgres 50,000/s",
+        ["database", "batch", "writer", "records/s", "vs baseline", "vs target"],
+        out,
+    )
+
+
+if __name__ == "__main__":
+    main()
