@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
 from monitor.decoding import DecodeError, Decoder, IdentityDecoder, decoder_for
@@ -117,35 +117,29 @@ class CallObserver:
                 report_failure("reading a response body", exc)
         return chunk
 
-    def _decoded(self, chunk: bytes) -> list[bytes]:
+    def _decoded(self, chunk: bytes) -> Iterable[bytes]:
+        """The decoded pieces of ``chunk``, produced one at a time as they are read."""
         assert self._decoder is not None
         if self._identity:
-            return [chunk]
-        return list(self._decoder.feed(chunk))
+            return (chunk,)
+        return self._decoder.feed(chunk)
 
     def _observe(self, chunk: bytes) -> None:
         if self._decoder is None:
             return
         try:
-            pieces = self._decoded(chunk)
-        except DecodeError:
-            self._observing = False
-            return
-        for piece in pieces:
-            if self._splitter is not None:
-                if not self._read_whole(piece):
+            for piece in self._decoded(chunk):
+                if self._splitter is None:
+                    self._keep_body(piece)
+                elif not self._read_whole(piece):
                     for event in self._splitter.feed(piece):
                         self._read_event(event)
-            else:
-                self._keep_body(piece)
+        except DecodeError:
+            self._observing = False  # the caller's client will say what is wrong with the body
 
     def _rewrite(self, chunk: bytes) -> Iterator[bytes]:
-        if self._identity:
-            yield self._filter_decoded(chunk)
-            return
-        assert self._decoder is not None
         try:
-            for piece in self._decoder.feed(chunk):
+            for piece in self._decoded(chunk):
                 yield self._filter_decoded(piece)
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
