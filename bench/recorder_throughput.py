@@ -79,21 +79,17 @@ def through_recorder(url: str, rows: list[CallRecord], batch: int) -> float:
 
 def driver_rows(dialect: str, rows: list[CallRecord]) -> list[tuple[Any, ...]]:
     """The tuples insert_calls would send, built outside the timing."""
-    time_of, labels_of = calls._CONVERTERS[dialect]
-    out = []
-    for record in rows:
-        row = list(calls._values_of(record))
-        row[calls._STARTED_AT] = time_of(row[calls._STARTED_AT])
-        row[calls._LABELS] = labels_of(row[calls._LABELS])
-        out.append((*row, "bench"))
-    return out
+    return calls.driver_rows(dialect, rows, "bench")
 
 
 def insert_sql(dialect: str) -> str:
-    mark = "?" if dialect == "sqlite" else "%s"
-    return calls._INSERT_SQL.format(
-        placeholders=", ".join([mark] * len(calls.COLUMNS)),
-        conflict=calls.CONFLICT_TARGET[dialect],
+    """The INSERT the SQLite path runs (Postgres: the same, with psycopg's placeholders)."""
+    if dialect == "sqlite":
+        return calls.SQLITE_INSERT
+    marks = ", ".join(["%s"] * len(calls.COLUMNS))
+    return (
+        f"INSERT INTO api_calls ({', '.join(calls.COLUMNS)}) VALUES ({marks}) "
+        f"ON CONFLICT ({calls.CONFLICT_TARGET['postgresql']}) DO NOTHING"
     )
 
 

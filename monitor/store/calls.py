@@ -1,9 +1,15 @@
 """Writing call records: one batched, idempotent INSERT per batch.
 
-The INSERT goes straight to the driver's ``executemany`` with rows built here, because
-SQLAlchemy's per-row parameter processing costs several times more than SQLite's own insert;
-the values are converted exactly as :class:`monitor.store.models.ApiCall`'s column types would
-(UTC timestamps, JSON labels), so reads through the models see the same data.
+The rows are built here and go straight to the driver, because SQLAlchemy's per-row parameter
+processing costs several times more than the database's own insert; the values are converted
+exactly as :class:`monitor.store.models.ApiCall`'s column types would (UTC timestamps, JSON
+labels), so reads through the models see the same data.
+
+- SQLite: one ``executemany`` of ``INSERT … ON CONFLICT (event_id) DO NOTHING``.
+- Postgres: ``COPY`` into a session temporary table, then one ``INSERT … SELECT … ON CONFLICT
+  (event_id, started_at) DO NOTHING`` from it, in the caller's transaction. ``COPY`` is several
+  times faster than ``executemany`` but cannot skip rows already stored; the ``INSERT`` from
+  the temporary table can, so a replayed batch still lands exactly once.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Final
 
-from psycopg.types.json import Jsonb
+import psycopg
 from sqlalchemy import Connection
 
 from monitor.records import CallRecord
@@ -32,20 +38,52 @@ _LABELS: Final = RECORD_FIELDS.index("labels")
 _ERROR_MESSAGE: Final = RECORD_FIELDS.index("error_message")
 _KEY_HINT: Final = RECORD_FIELDS.index("key_hint")
 
-#: ``INSERT … ON CONFLICT (…) DO NOTHING``: a replayed record is skipped, not an error.
-_INSERT_SQL: Final = (
-    f"INSERT INTO api_calls ({', '.join(COLUMNS)}) VALUES ({{placeholders}}) "
-    "ON CONFLICT ({conflict}) DO NOTHING"
-)
-_PLACEHOLDER: Final = {"sqlite": "?", "postgresql": "%s"}
+_COLUMN_LIST: Final = ", ".join(COLUMNS)
 #: The unique key of a call. Postgres partitions ``api_calls`` by ``started_at``, and a unique
 #: constraint on a partitioned table must hold the partition key; a replayed record has the same
 #: ``event_id`` and ``started_at``, so either key skips it.
 CONFLICT_TARGET: Final = {"sqlite": "event_id", "postgresql": "event_id, started_at"}
 
+#: SQLite: ``INSERT … ON CONFLICT DO NOTHING``, so a replayed record is skipped, not an error.
+SQLITE_INSERT: Final = (
+    f"INSERT INTO api_calls ({_COLUMN_LIST}) VALUES ({', '.join(['?'] * len(COLUMNS))}) "
+    f"ON CONFLICT ({CONFLICT_TARGET['sqlite']}) DO NOTHING"
+)
+
+#: Postgres: each column's type in binary ``COPY`` (``varchar`` is sent as ``text``; labels go
+#: as JSON text and are cast to ``jsonb`` by the INSERT). ``tests/store`` checks it against the
+#: migrated schema.
+COPY_TYPES: Final = {
+    **dict.fromkeys(COLUMNS, "text"),
+    "started_at": "timestamptz",
+    "stream": "bool",
+    **dict.fromkeys(("status_code", "attempt"), "int4"),
+    **dict.fromkeys(("retry_after_s", "latency_ms", "ttft_ms"), "float8"),
+    **dict.fromkeys((f for f in COLUMNS if f.endswith("_tokens")), "int4"),
+}
+#: Postgres: the session's staging table: ``api_calls``'s columns and types (labels as text),
+#: no constraints. Created if missing in the caller's transaction, so a rolled-back first batch
+#: cannot leave a connection believing it exists; emptied at every commit.
+STAGING_TABLE: Final = "lcm_staged_calls"
+_CREATE_STAGING: Final = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ON COMMIT DELETE ROWS AS SELECT "
+    + ", ".join("labels::text AS labels" if c == "labels" else c for c in COLUMNS)
+    + " FROM api_calls WITH NO DATA"
+)
+_COPY_STAGING: Final = f"COPY {STAGING_TABLE} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+#: Rows an earlier batch of the same transaction staged are offered again and skipped as stored;
+#: emptying the table each time (``DELETE … RETURNING``) costs more than that rare case.
+_INSERT_STAGED: Final = (
+    f"INSERT INTO api_calls ({_COLUMN_LIST}) SELECT "
+    + ", ".join("labels::jsonb" if c == "labels" else c for c in COLUMNS)
+    + f" FROM {STAGING_TABLE} ON CONFLICT ({CONFLICT_TARGET['postgresql']}) DO NOTHING"
+)
+
 
 def _sqlite_time(value: datetime) -> str:
     # The text form SQLAlchemy's SQLite DATETIME stores (naive UTC, always with microseconds).
+    if value.tzinfo is UTC:  # the common case: isoformat's "+00:00" cut off is the same text
+        return value.isoformat(" ", "microseconds")[:26]
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(sep=" ", timespec="microseconds")
@@ -55,16 +93,52 @@ def _postgres_time(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-_CONVERTERS: Final[dict[str, tuple[Callable[[datetime], Any], Callable[[Any], Any]]]] = {
+#: Per dialect: how a timestamp and the labels are sent to the driver. Labels go as JSON text
+#: to both (Postgres parses it into ``jsonb`` in ``COPY``).
+CONVERTERS: Final[dict[str, tuple[Callable[[datetime], Any], Callable[[Any], Any]]]] = {
     "sqlite": (_sqlite_time, json.dumps),
-    "postgresql": (_postgres_time, Jsonb),
+    "postgresql": (_postgres_time, json.dumps),
 }
+
+
+def driver_rows(dialect: str, records: Sequence[CallRecord], host: str) -> list[tuple[Any, ...]]:
+    """The rows ``insert_calls`` sends for ``records``, one value per column of ``COLUMNS``.
+
+    Over-long ``error_message`` and ``key_hint`` values are cut short and NUL characters
+    dropped from ``error_message`` (Postgres text cannot hold them).
+    """
+    try:
+        time_of, labels_of = CONVERTERS[dialect]
+    except KeyError:
+        raise NotImplementedError(f"no call-record insert for the {dialect} dialect") from None
+    # Most records of a batch carry the same few label sets: encode each set once.
+    encoded: dict[tuple[tuple[str, str], ...], str] = {}
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    for record in records:
+        row = list(_values_of(record))
+        row[_STARTED_AT] = time_of(row[_STARTED_AT])
+        labels = row[_LABELS]
+        key = tuple(labels.items())
+        text = encoded.get(key)
+        if text is None:
+            text = encoded[key] = labels_of(labels)
+        row[_LABELS] = text
+        message = row[_ERROR_MESSAGE]
+        if message is not None and (len(message) > ERROR_MESSAGE_CHARS or "\x00" in message):
+            row[_ERROR_MESSAGE] = message.replace("\x00", "")[:ERROR_MESSAGE_CHARS]
+        hint = row[_KEY_HINT]
+        if hint is not None and len(hint) > KEY_HINT_CHARS:
+            row[_KEY_HINT] = hint[-KEY_HINT_CHARS:]
+        row.append(host)
+        append(tuple(row))
+    return rows
 
 
 def insert_calls(
     conn: Connection, records: Sequence[CallRecord], *, host: str | None = None
 ) -> None:
-    """Insert ``records`` with one executemany; records whose ``event_id`` is stored are skipped.
+    """Insert ``records`` in one batch; records whose ``event_id`` is stored are skipped.
 
     Runs in the caller's transaction, so a batch lands whole or not at all, and replaying it
     lands each record exactly once. ``host`` defaults to this machine's name. Over-long
@@ -76,25 +150,24 @@ def insert_calls(
     if not records:
         return
     dialect = conn.dialect.name
-    try:
-        time_of, labels_of = _CONVERTERS[dialect]
-    except KeyError:
-        raise NotImplementedError(f"no call-record insert for the {dialect} dialect") from None
-    if host is None:
-        host = socket.gethostname()
-    rows = []
-    for record in records:
-        row = list(_values_of(record))
-        row[_STARTED_AT] = time_of(row[_STARTED_AT])
-        row[_LABELS] = labels_of(row[_LABELS])
-        message = row[_ERROR_MESSAGE]
-        if message is not None and (len(message) > ERROR_MESSAGE_CHARS or "\x00" in message):
-            row[_ERROR_MESSAGE] = message.replace("\x00", "")[:ERROR_MESSAGE_CHARS]
-        hint = row[_KEY_HINT]
-        if hint is not None and len(hint) > KEY_HINT_CHARS:
-            row[_KEY_HINT] = hint[-KEY_HINT_CHARS:]
-        row.append(host)
-        rows.append(tuple(row))
-    placeholders = ", ".join([_PLACEHOLDER[dialect]] * len(COLUMNS))
-    sql = _INSERT_SQL.format(placeholders=placeholders, conflict=CONFLICT_TARGET[dialect])
-    conn.exec_driver_sql(sql, rows)
+    rows = driver_rows(dialect, records, socket.gethostname() if host is None else host)
+    if dialect == "postgresql":
+        _copy_through_staging(conn, rows)
+    else:
+        conn.exec_driver_sql(SQLITE_INSERT, rows)
+
+
+def _copy_through_staging(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    # SQLAlchemy has begun the transaction on this connection; the driver's cursors join it.
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise NotImplementedError(
+            f"call records are written to Postgres through psycopg 3, not {driver!r}"
+        )
+    with driver.cursor() as cursor:
+        cursor.execute(_CREATE_STAGING)
+        with cursor.copy(_COPY_STAGING) as copy:
+            copy.set_types([COPY_TYPES[c] for c in COLUMNS])
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(_INSERT_STAGED)

@@ -39,7 +39,7 @@ from sqlalchemy.exc import OperationalError
 
 from monitor.histogram import BUCKETS, BUCKETS_PER_E, LAST
 from monitor.rollup import HourlyKey, Totals, counts_toward_quota
-from monitor.store.calls import _CONVERTERS
+from monitor.store.calls import CONVERTERS
 from monitor.store.models import (
     LATENCY_HISTOGRAM,
     TTFT_HISTOGRAM,
@@ -339,7 +339,7 @@ def _json_of(conn: Connection) -> Any:
 
 def write_hourly(conn: Connection, groups: Mapping[HourlyKey, Totals], *, now: datetime) -> None:
     """Upsert one ``hourly_usage`` row per group (percentiles as they are in each Totals)."""
-    time_of, _ = _CONVERTERS[conn.dialect.name]
+    time_of, _ = CONVERTERS[conn.dialect.name]
     json_of = _json_of(conn)
     stamp = time_of(now)
     rows = [
@@ -378,7 +378,7 @@ def write_daily(
     conn: Connection, days: Iterable[tuple[str, date, Totals, int]], *, now: datetime
 ) -> int:
     """Upsert ``daily_usage`` rows from ``(key_id, day, totals, quota)``; rows written."""
-    time_of, _ = _CONVERTERS[conn.dialect.name]
+    time_of, _ = CONVERTERS[conn.dialect.name]
     json_of = _json_of(conn)
     stamp = time_of(now)
     sqlite = conn.dialect.name == "sqlite"

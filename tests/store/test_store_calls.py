@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from monitor.records import CallRecord
-from monitor.store.calls import insert_calls
+from monitor.store.calls import COLUMNS, COPY_TYPES, insert_calls
 from monitor.store.engine import make_engine
 from monitor.store.models import ApiCall
 
@@ -112,3 +112,78 @@ def test_naive_times_are_taken_as_utc(engine: Engine, make_call_record: MakeReco
     with engine.connect() as conn:
         stored = conn.execute(select(ApiCall.started_at)).scalar_one()
     assert stored == datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_duplicates_within_a_batch_land_once(engine: Engine, make_call_record: MakeRecord) -> None:
+    record = make_call_record()
+    with engine.begin() as conn:
+        insert_calls(conn, [record, make_call_record(), record])
+    assert count(engine) == 2
+
+
+def test_two_batches_in_one_transaction_land_once_each(
+    engine: Engine, make_call_record: MakeRecord
+) -> None:
+    # On Postgres the second batch goes through the staging table the first one filled.
+    first = [make_call_record() for _ in range(5)]
+    second = [make_call_record() for _ in range(3)]
+    with engine.begin() as conn:
+        insert_calls(conn, first)
+        insert_calls(conn, [*second, first[0]])
+    assert count(engine) == 8
+
+
+def test_a_rolled_back_batch_leaves_the_connection_usable(
+    make_call_record: MakeRecord, database_url: str
+) -> None:
+    # One pooled connection, so the retry runs where the first (staging) attempt was undone.
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        batch = [make_call_record() for _ in range(20)]
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            insert_calls(conn, batch)
+            raise RuntimeError("the database went away")
+        assert count(engine) == 0
+        for _ in range(2):  # the retry, then a replay of it
+            with engine.begin() as conn:
+                insert_calls(conn, batch)
+        assert count(engine) == 20
+    finally:
+        engine.dispose()
+
+
+def test_numbers_of_either_python_type_are_stored(
+    engine: Engine, make_call_record: MakeRecord
+) -> None:
+    with engine.begin() as conn:
+        insert_calls(conn, [make_call_record(latency_ms=850, ttft_ms=12, retry_after_s=3)])
+    with engine.connect() as conn:
+        row = conn.execute(select(ApiCall.latency_ms, ApiCall.ttft_ms, ApiCall.retry_after_s)).one()
+    assert tuple(row) == (850.0, 12.0, 3.0)
+
+
+def test_copy_types_match_the_migrated_schema(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            stored = dict(
+                conn.execute(
+                    text(
+                        "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+                        "WHERE attrelid = 'api_calls'::regclass AND attnum > 0 "
+                        "AND NOT attisdropped"
+                    )
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    # How each COPY type is sent in binary is how the column's type reads it.
+    same_wire = {
+        "character varying": "text",
+        "jsonb": "text",
+        "timestamp with time zone": "timestamptz",
+        "boolean": "bool",
+        "integer": "int4",
+        "double precision": "float8",
+    }
+    assert {c: same_wire[stored[c]] for c in COLUMNS} == COPY_TYPES
