@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 import types
@@ -85,6 +86,50 @@ def cpu_per_call(
         return (time.process_time() - start) / n
 
 
+def canned_upstream(http: types.ModuleType) -> Any:
+    """An in-process LongCat stand-in: streamed responses come out event by event, as off a
+    socket, so the monitored path is the same one a network response takes."""
+    body = json.dumps(
+        {
+            "id": "chatcmpl-1",
+            "model": "LongCat-Flash-Chat",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "word " * 24}}],
+            "usage": {"prompt_tokens": 15, "completion_tokens": 24, "total_tokens": 39},
+        }
+    ).encode()
+
+    def chunk(delta: dict[str, Any], usage: Any = None) -> bytes:
+        event = {"id": "chatcmpl-1", "model": "LongCat-Flash-Chat", "choices": [delta]}
+        if usage is not None:
+            event = {"id": "chatcmpl-1", "choices": [], "usage": usage}
+        return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+    events = [chunk({"index": 0, "delta": {"content": "word word "}}) for _ in range(10)]
+    usage = chunk({}, {"prompt_tokens": 15, "completion_tokens": 24, "total_tokens": 39})
+
+    def answer(request: Any) -> Any:
+        if b'"stream": true' in request.content or b'"stream":true' in request.content:
+            asked = b'"include_usage":true' in request.content.replace(b" ", b"")
+            stream = [*events, *([usage] if asked else []), b"data: [DONE]\n\n"]
+            headers = {"content-type": "text/event-stream"}
+            return http.Response(200, content=iter(stream), headers=headers)
+        return http.Response(200, content=body, headers={"content-type": "application/json"})
+
+    return http.MockTransport(answer)
+
+
+def in_process_cpu(http: types.ModuleType, stream: bool, n: int, instrumented: bool) -> float:
+    with http.Client(base_url="http://longcat.test", transport=canned_upstream(http)) as client:
+        if instrumented:
+            monitor.instrument(client)
+        sync_calls(client, 50, stream)
+        start = time.process_time()
+        sync_calls(client, n, stream)
+        if instrumented:
+            monitor.flush(30)
+        return (time.process_time() - start) / n
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=1000, help="calls per round")
@@ -113,8 +158,31 @@ def main(argv: list[str] | None = None) -> None:
                             f"{(w - b) * 1e6:+.1f}",
                         ]
                     )
+        in_process = []
+        for http in (httpx, httpx2):
+            for stream in (False, True):
+                bare, wrapped = [], []
+                for _ in range(args.rounds):
+                    bare.append(in_process_cpu(http, stream, args.calls, False))
+                    wrapped.append(in_process_cpu(http, stream, args.calls, True))
+                b, w = median(bare), median(wrapped)
+                in_process.append(
+                    [
+                        http.__name__,
+                        "stream" if stream else "body",
+                        f"{b * 1e6:.0f}",
+                        f"{w * 1e6:.0f}",
+                        f"{(w - b) * 1e6:+.1f}",
+                    ]
+                )
         recorder.shutdown(30)
         stats = recorder.stats()
+    print_table(
+        "The monitor's own cost, upstream in-process (no sockets: the least noisy figure), sync, "
+        "writer thread and SQLite writes included",
+        ["module", "kind", "bare us", "instrumented us", "added us"],
+        in_process,
+    )
     print_table(
         f"Wrapper overhead: CPU per call, median of {args.rounds} rounds x {args.calls} calls "
         f"({machine()}); target <= 1.05x and <= 30 us added",

@@ -108,7 +108,7 @@ class CallObserver:
         in memory whole.
         """
         if self.strip_usage_chunk:
-            return self._rewrite(chunk)
+            return self._filter_decoded(chunk) if self._identity else self._rewrite(chunk)
         if self._observing:
             try:
                 self._observe(chunk)

@@ -20,8 +20,6 @@ _OPENAI_CONTENT: Final = re.compile(
 _ANTHROPIC_DELTA_TEXT: Final = re.compile(
     rb'"(?:text|thinking|partial_json)"\s*:\s*"((?:[^"\\]|\\.)+)"'
 )
-#: What makes an OpenAI piece need reading event by event: a usage object, an error, a named event.
-_OPENAI_SPECIAL: Final = re.compile(rb'"usage"\s*:\s*\{|"error"|^event:', re.MULTILINE)
 _OPENAI_DONE: Final = re.compile(rb"^data: ?\[DONE\][ \t]*$", re.MULTILINE)
 _ANTHROPIC_SPECIAL: Final = re.compile(
     rb"^(?:event: ?(?:message_start|message_delta|message_stop|error)\b|data: ?[^{ ])",
@@ -135,9 +133,11 @@ class OpenAIStreamReader(StreamReader):
         return False
 
     def consume_whole(self, piece: bytes) -> bool:
-        if _OPENAI_SPECIAL.search(piece):
+        if (b'"usage"' in piece and _OPENAI_USAGE.search(piece)) or (
+            b'"error"' in piece or b"event:" in piece
+        ):
             return False
-        if _OPENAI_DONE.search(piece):
+        if b"[DONE]" in piece and _OPENAI_DONE.search(piece):
             self.ended = True
         if self.model is None and (found := _MODEL.search(piece)):
             self.model = found.group(1).decode("utf-8", "replace")
