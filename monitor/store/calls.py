@@ -15,6 +15,8 @@ labels), so reads through the models see the same data.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import json
 import socket
 from collections.abc import Callable, Sequence
@@ -49,6 +51,31 @@ SQLITE_INSERT: Final = (
     f"INSERT INTO api_calls ({_COLUMN_LIST}) VALUES ({', '.join(['?'] * len(COLUMNS))}) "
     f"ON CONFLICT ({CONFLICT_TARGET['sqlite']}) DO NOTHING"
 )
+#: The most rows in one SQLite INSERT. Statements come in powers of two up to this size, so
+#: sqlite3's statement cache holds a handful of them, not one per batch length.
+SQLITE_ROWS_PER_STATEMENT: Final = 256
+
+
+@functools.cache
+def _sqlite_insert_rows(count: int) -> str:
+    row = f"({', '.join(['?'] * len(COLUMNS))})"
+    return (
+        f"INSERT INTO api_calls ({_COLUMN_LIST}) VALUES {', '.join([row] * count)} "
+        f"ON CONFLICT ({CONFLICT_TARGET['sqlite']}) DO NOTHING"
+    )
+
+
+def _power_of_two_chunks(total: int) -> list[int]:
+    """``total`` as sizes of at most SQLITE_ROWS_PER_STATEMENT, each a power of two."""
+    sizes = []
+    size = SQLITE_ROWS_PER_STATEMENT
+    while total:
+        while size > total:
+            size //= 2
+        sizes.append(size)
+        total -= size
+    return sizes
+
 
 #: Postgres: each column's type in binary ``COPY`` (``varchar`` is sent as ``text``; labels go
 #: as JSON text and are cast to ``jsonb`` by the INSERT). ``tests/store`` checks it against the
@@ -154,7 +181,18 @@ def insert_calls(
     if dialect == "postgresql":
         _copy_through_staging(conn, rows)
     else:
-        conn.exec_driver_sql(SQLITE_INSERT, rows)
+        _insert_sqlite(conn, rows)
+
+
+def _insert_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Many rows per statement. sqlite3 lets go of the GIL around every statement it steps, and
+    ``executemany`` steps once a row: beside an app thread busy in Python, each row would then
+    wait out a thread switch interval (5 ms), and the writer would fall hopelessly behind."""
+    start = 0
+    for size in _power_of_two_chunks(len(rows)):
+        chunk = rows[start : start + size]
+        conn.exec_driver_sql(_sqlite_insert_rows(size), tuple(itertools.chain.from_iterable(chunk)))
+        start += size
 
 
 def _copy_through_staging(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
