@@ -55,6 +55,10 @@ class HourRow:
     ttft_p95_ms: float | None
 
 
+#: The ``hourly_usage`` columns a HourRow needs (the row also holds ~110 histogram columns).
+_HOUR_ROW_COLUMNS: Final = tuple(HourRow.__dataclass_fields__)
+
+
 def bucket_for(filters: Filters) -> Bucket:
     """Hourly buckets for short ranges, quota days for long ones."""
     return "hour" if filters.days <= HOURLY_UP_TO_DAYS else "day"
@@ -74,7 +78,9 @@ def hourly_rows(conn: Connection, filters: Filters, tz: tzinfo) -> list[HourRow]
     if filters.endpoints:
         return _hourly_from_calls(conn, filters, start, end)
     h = HourlyUsage
-    query = select(HourlyUsage.__table__).where(h.hour >= start, h.hour < end)
+    query = select(*[getattr(h, name) for name in _HOUR_ROW_COLUMNS]).where(
+        h.hour >= start, h.hour < end
+    )
     if filters.key_ids:
         query = query.where(h.key_id.in_(filters.key_ids))
     if filters.models:
