@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import Connection, select
+from sqlalchemy import BigInteger, Connection, case, func, select, true
+from sqlalchemy import cast as sql_cast
 
 from monitor.queries.filters import Filters
 from monitor.quota_day import day_start, quota_day
@@ -55,10 +56,6 @@ class HourRow:
     ttft_p95_ms: float | None
 
 
-#: The ``hourly_usage`` columns a HourRow needs (the row also holds ~110 histogram columns).
-_HOUR_ROW_COLUMNS: Final = tuple(HourRow.__dataclass_fields__)
-
-
 def bucket_for(filters: Filters) -> Bucket:
     """Hourly buckets for short ranges, quota days for long ones."""
     return "hour" if filters.days <= HOURLY_UP_TO_DAYS else "day"
@@ -69,43 +66,94 @@ def bucket_start(hour: datetime, bucket: Bucket, tz: tzinfo) -> datetime:
     return hour if bucket == "hour" else day_start(quota_day(hour, tz), tz)
 
 
-def hourly_rows(conn: Connection, filters: Filters, tz: tzinfo) -> list[HourRow]:
+def hourly_rows(
+    conn: Connection, filters: Filters, tz: tzinfo, *, by_key: bool = False
+) -> list[HourRow]:
     """The hourly figures in the filters' range, oldest first.
 
-    From ``hourly_usage``; with an endpoint filter, computed from the matching ``api_calls``.
+    Summed over keys in the database (``key_id`` is :data:`ALL_KEYS`) unless ``by_key``: a chart
+    of 90 days then reads one row per hour, model and streaming mode, not one per key as well.
+    Percentiles of a summed row are the request-weighted mean of its keys'. With an endpoint
+    filter the figures are computed from the matching ``api_calls``, per key.
     """
     start, end = filters.utc_bounds(tz)
     if filters.endpoints:
         return _hourly_from_calls(conn, filters, start, end)
     h = HourlyUsage
-    query = select(*[getattr(h, name) for name in _HOUR_ROW_COLUMNS]).where(
-        h.hour >= start, h.hour < end
+    group: list[Any] = (
+        [h.hour, h.key_id, h.model, h.stream]
+        if by_key
+        else [
+            h.hour,
+            h.model,
+            h.stream,
+        ]
     )
+    window = [h.hour >= start, h.hour < end]
     if filters.key_ids:
-        query = query.where(h.key_id.in_(filters.key_ids))
+        window.append(h.key_id.in_(filters.key_ids))
     if filters.models:
-        query = query.where(h.model.in_(filters.models))
-    rows = conn.execute(query.order_by(h.hour, h.key_id, h.model, h.stream))
-    return [
-        HourRow(
-            hour=row.hour,
-            key_id=row.key_id,
-            model=row.model,
-            stream=bool(row.stream),
-            requests=int(row.requests),
-            errors=int(row.errors),
-            errors_by_class={k: int(v) for k, v in (row.errors_by_class or {}).items()},
-            input_tokens=int(row.input_tokens),
-            output_tokens=int(row.output_tokens),
-            total_tokens=int(row.total_tokens),
-            latency_p50_ms=row.latency_p50_ms,
-            latency_p95_ms=row.latency_p95_ms,
-            latency_p99_ms=row.latency_p99_ms,
-            ttft_p50_ms=row.ttft_p50_ms,
-            ttft_p95_ms=row.ttft_p95_ms,
+        window.append(h.model.in_(filters.models))
+    sums = [func.sum(getattr(h, name)) for name in _SUMMED_COLUMNS]
+    weighted = [_weighted_mean(getattr(h, name), h.requests) for name in _LATENCY_FIELDS]
+    query = select(*group, *sums, *weighted).where(*window).group_by(*group).order_by(*group)
+    errors = _errors_by_class(conn, group, window)
+    width = len(group)
+    rows = []
+    for row in conn.execute(query):
+        head = tuple(row[:width])
+        hour, key_id, model, stream = head if by_key else (head[0], ALL_KEYS, *head[1:])
+        requests, errors_n, input_, output, total = (int(v) for v in row[width : width + 5])
+        rows.append(
+            HourRow(
+                hour,
+                key_id,
+                model,
+                bool(stream),
+                requests,
+                errors_n,
+                errors.get(head, {}),
+                input_,
+                output,
+                total,
+                *(None if v is None else float(v) for v in row[width + 5 :]),
+            )
         )
-        for row in rows
-    ]
+    return rows
+
+
+#: ``HourRow.key_id`` of a row summed over keys.
+ALL_KEYS: Final = ""
+_SUMMED_COLUMNS: Final = ("requests", "errors", "input_tokens", "output_tokens", "total_tokens")
+
+
+def _weighted_mean(column: Any, weight: Any) -> Any:
+    """SQL: the mean of ``column`` weighted by ``weight`` over the rows where it is known."""
+    known = func.sum(case((column.is_not(None), weight), else_=0))
+    return func.sum(column * weight) / func.nullif(known, 0)
+
+
+def _errors_by_class(
+    conn: Connection, group: list[Any], window: list[Any]
+) -> dict[tuple[Any, ...], dict[str, int]]:
+    """Errors per class per group, from the rows' ``errors_by_class`` documents."""
+    h = HourlyUsage
+    postgres = conn.dialect.name == "postgresql"
+    each = (
+        func.jsonb_each_text(h.errors_by_class) if postgres else func.json_each(h.errors_by_class)
+    )
+    entries = each.table_valued("key", "value").alias("entry")
+    query = (
+        select(*group, entries.c.key, func.sum(sql_cast(entries.c.value, BigInteger)))
+        .select_from(h)
+        .join(entries, true())
+        .where(*window)
+        .group_by(*group, entries.c.key)
+    )
+    result: dict[tuple[Any, ...], dict[str, int]] = defaultdict(dict)
+    for row in conn.execute(query):
+        result[tuple(row[: len(group)])][row[-2]] = int(row[-1])
+    return {head: dict(sorted(classes.items())) for head, classes in result.items()}
 
 
 def _hourly_from_calls(
@@ -202,7 +250,7 @@ def daily_key_tokens(
             for row in conn.execute(query.order_by(d.day, d.key_id))
         ]
     sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    for row in hourly_rows(conn, filters, tz):
+    for row in hourly_rows(conn, filters, tz, by_key=True):
         figures = sums[(quota_day(row.hour, tz), row.key_id)]
         figures[0] += row.total_tokens
         figures[1] += row.input_tokens
