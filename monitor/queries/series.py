@@ -80,15 +80,7 @@ def hourly_rows(
     if filters.endpoints:
         return _hourly_from_calls(conn, filters, start, end)
     h = HourlyUsage
-    group: list[Any] = (
-        [h.hour, h.key_id, h.model, h.stream]
-        if by_key
-        else [
-            h.hour,
-            h.model,
-            h.stream,
-        ]
-    )
+    group: list[Any] = [h.hour, *([h.key_id] if by_key else []), h.model, h.stream]
     window = [h.hour >= start, h.hour < end]
     if filters.key_ids:
         window.append(h.key_id.in_(filters.key_ids))
