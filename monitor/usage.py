@@ -305,7 +305,6 @@ class BodyFacts:
     usage: Usage | None = None
     model: str | None = None
     error: ErrorInfo | None = None
-    output_chars: int = 0
 
 
 _USAGE_TAIL = re.compile(rb'"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})')
