@@ -6,10 +6,11 @@ exactly as :class:`monitor.store.models.ApiCall`'s column types would (UTC times
 labels), so reads through the models see the same data.
 
 - SQLite: one ``executemany`` of ``INSERT … ON CONFLICT (event_id) DO NOTHING``.
-- Postgres: ``COPY`` into a session temporary table, then one ``INSERT … SELECT … ON CONFLICT
-  (event_id, started_at) DO NOTHING`` from it, in the caller's transaction. ``COPY`` is several
-  times faster than ``executemany`` but cannot skip rows already stored; the ``INSERT`` from
-  the temporary table can, so a replayed batch still lands exactly once.
+- Postgres: binary ``COPY`` straight into ``api_calls``, under a savepoint in the caller's
+  transaction. ``COPY`` is several times faster than ``executemany`` but cannot skip rows already
+  stored: a batch holding one (a replay) fails on the unique key as a whole, is rolled back to the
+  savepoint, and goes again through a session temporary table and ``INSERT … SELECT … ON
+  CONFLICT (event_id, started_at) DO NOTHING``, so it still lands exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from operator import attrgetter
 from typing import Any, Final
 
 import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
 from monitor.records import CallRecord
@@ -77,32 +79,32 @@ def _power_of_two_chunks(total: int) -> list[int]:
     return sizes
 
 
-#: Postgres: each column's type in binary ``COPY`` (``varchar`` is sent as ``text``; labels go
-#: as JSON text and are cast to ``jsonb`` by the INSERT). ``tests/store`` checks it against the
-#: migrated schema.
+#: Postgres: each column's type in binary ``COPY`` (``varchar`` is sent as ``text``).
+#: ``tests/store`` checks it against the migrated schema.
 COPY_TYPES: Final = {
     **dict.fromkeys(COLUMNS, "text"),
     "started_at": "timestamptz",
     "stream": "bool",
+    "labels": "jsonb",
     **dict.fromkeys(("status_code", "attempt"), "int4"),
     **dict.fromkeys(("retry_after_s", "latency_ms", "ttft_ms"), "float8"),
     **dict.fromkeys((f for f in COLUMNS if f.endswith("_tokens")), "int4"),
 }
-#: Postgres: the session's staging table: ``api_calls``'s columns and types (labels as text),
-#: no constraints. Created if missing in the caller's transaction, so a rolled-back first batch
-#: cannot leave a connection believing it exists; emptied at every commit.
+_COPY_CALLS: Final = f"COPY api_calls ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+#: Postgres: the session's staging table, for a batch that holds stored records: ``api_calls``'s
+#: columns and types, no constraints. Created if missing in the caller's transaction, so a
+#: rolled-back first batch cannot leave a connection believing it exists; emptied at every commit.
 STAGING_TABLE: Final = "lcm_staged_calls"
 _CREATE_STAGING: Final = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ON COMMIT DELETE ROWS AS SELECT "
-    + ", ".join("labels::text AS labels" if c == "labels" else c for c in COLUMNS)
+    + _COLUMN_LIST
     + " FROM api_calls WITH NO DATA"
 )
 _COPY_STAGING: Final = f"COPY {STAGING_TABLE} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 #: Rows an earlier batch of the same transaction staged are offered again and skipped as stored;
 #: emptying the table each time (``DELETE … RETURNING``) costs more than that rare case.
 _INSERT_STAGED: Final = (
-    f"INSERT INTO api_calls ({_COLUMN_LIST}) SELECT "
-    + ", ".join("labels::jsonb" if c == "labels" else c for c in COLUMNS)
+    f"INSERT INTO api_calls ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
     + f" FROM {STAGING_TABLE} ON CONFLICT ({CONFLICT_TARGET['postgresql']}) DO NOTHING"
 )
 
@@ -120,11 +122,16 @@ def _postgres_time(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-#: Per dialect: how a timestamp and the labels are sent to the driver. Labels go as JSON text
-#: to both (Postgres parses it into ``jsonb`` in ``COPY``).
+def _postgres_labels(labels: dict[str, str]) -> Jsonb:
+    # Encoded once here; ``dumps=str`` hands that text to psycopg's jsonb dumper unchanged.
+    return Jsonb(json.dumps(labels), dumps=str)
+
+
+#: Per dialect: how a timestamp and the labels are sent to the driver: labels as JSON text to
+#: SQLite, as ``jsonb`` (already encoded) to Postgres.
 CONVERTERS: Final[dict[str, tuple[Callable[[datetime], Any], Callable[[Any], Any]]]] = {
     "sqlite": (_sqlite_time, json.dumps),
-    "postgresql": (_postgres_time, json.dumps),
+    "postgresql": (_postgres_time, _postgres_labels),
 }
 
 
@@ -139,7 +146,7 @@ def driver_rows(dialect: str, records: Sequence[CallRecord], host: str) -> list[
     except KeyError:
         raise NotImplementedError(f"no call-record insert for the {dialect} dialect") from None
     # Most records of a batch carry the same few label sets: encode each set once.
-    encoded: dict[tuple[tuple[str, str], ...], str] = {}
+    encoded: dict[tuple[tuple[str, str], ...], Any] = {}
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for record in records:
@@ -179,7 +186,7 @@ def insert_calls(
     dialect = conn.dialect.name
     rows = driver_rows(dialect, records, socket.gethostname() if host is None else host)
     if dialect == "postgresql":
-        _copy_through_staging(conn, rows)
+        _copy_to_postgres(conn, rows)
     else:
         _insert_sqlite(conn, rows)
 
@@ -195,17 +202,28 @@ def _insert_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         start += size
 
 
-def _copy_through_staging(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+def _copy_to_postgres(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     # SQLAlchemy has begun the transaction on this connection; the driver's cursors join it.
     driver = conn.connection.driver_connection
     if not isinstance(driver, psycopg.Connection):
         raise NotImplementedError(
             f"call records are written to Postgres through psycopg 3, not {driver!r}"
         )
-    with driver.cursor() as cursor:
-        cursor.execute(_CREATE_STAGING)
-        with cursor.copy(_COPY_STAGING) as copy:
-            copy.set_types([COPY_TYPES[c] for c in COLUMNS])
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(_INSERT_STAGED)
+    types = [COPY_TYPES[c] for c in COLUMNS]
+    try:
+        with conn.begin_nested(), driver.cursor() as cursor:
+            _copy(cursor, _COPY_CALLS, types, rows)
+    except psycopg.errors.UniqueViolation:  # some of these records are stored already
+        with driver.cursor() as cursor:
+            cursor.execute(_CREATE_STAGING)
+            _copy(cursor, _COPY_STAGING, types, rows)
+            cursor.execute(_INSERT_STAGED)
+
+
+def _copy(
+    cursor: psycopg.Cursor[Any], statement: str, types: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    with cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)

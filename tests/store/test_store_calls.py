@@ -180,7 +180,7 @@ def test_copy_types_match_the_migrated_schema(postgres_url: str) -> None:
     # How each COPY type is sent in binary is how the column's type reads it.
     same_wire = {
         "character varying": "text",
-        "jsonb": "text",
+        "jsonb": "jsonb",
         "timestamp with time zone": "timestamptz",
         "boolean": "bool",
         "integer": "int4",
