@@ -1,17 +1,18 @@
 """The rollup's SQL: hourly groups aggregated from ``api_calls``, days derived from hourly rows.
 
-Everything heavy runs in the database as ``GROUP BY``: Python receives one row per group, error
-class and latency bucket (tens of thousands for a day of ten million calls), never a raw call.
+Everything heavy runs in the database as ``GROUP BY``: Python receives one row per group (tens of
+thousands for a day of ten million calls), never a raw call.
 
 - :func:`aggregate_calls` groups calls per ``(key, UTC hour, model, stream)`` (or per key, for a
   span of time) with token sums, exact minimum and maximum latency and TTFT, and their
-  :mod:`monitor.histogram` bucket counts.
+  :mod:`monitor.histogram` bucket counts, in one scan (:func:`grouped_calls_sql`).
 - :func:`daily_from_hours` adds up a quota day's ``hourly_usage`` rows per key, histograms included,
-  so a tick never rereads a day of raw calls.
-- :func:`write_hourly` / :func:`write_daily` upsert many rows in one driver ``executemany``.
+  so a tick never rereads a day of raw calls; :func:`sum_rows` does the same for any span, and
+  adds five-minute slices (:mod:`monitor.store.slices`) up into hours.
+- :func:`write_hourly` / :func:`write_daily` upsert many rows at once (Postgres: through ``COPY``).
 
-On Postgres the aggregation runs with JIT off and enough ``work_mem`` for hash aggregation
-(``SET LOCAL``: the transaction only); compiling the expressions costs more than they save here.
+On Postgres the aggregation runs with JIT off, enough ``work_mem`` for hash aggregation and
+sorting off (``SET LOCAL``: the transaction only; see :func:`prepare`).
 """
 
 from __future__ import annotations
@@ -19,31 +20,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, cast
 
+import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Integer,
-    Table,
-    bindparam,
-    func,
-    select,
-    text,
-    type_coerce,
-)
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Connection, Table, bindparam, text
 from sqlalchemy.exc import OperationalError
 
 from monitor.histogram import BUCKETS, BUCKETS_PER_E, LAST
-from monitor.rollup import HourlyKey, Totals, counts_toward_quota
+from monitor.quota_day import hour_start
+from monitor.records import UNBILLED_ERROR_TYPES
+from monitor.rollup import HOUR, HourlyKey, Totals
 from monitor.store.calls import CONVERTERS
 from monitor.store.models import (
     LATENCY_HISTOGRAM,
     TTFT_HISTOGRAM,
-    ApiCall,
     DailyUsage,
     HourlyUsage,
     UTCDateTime,
@@ -51,24 +44,37 @@ from monitor.store.models import (
 
 #: ``work_mem`` for the aggregation on Postgres: a day's groups fit in a hash table.
 POSTGRES_WORK_MEM: Final = "256MB"
+#: Connections aggregating hours side by side in a full recompute (:func:`aggregate_hours`).
+AGGREGATION_WORKERS: Final = 2
+#: Transaction-level advisory lock held by a rollup run ("LCMR"), so two runs (a deposed leader
+#: and the new one) take turns: the second one starts from what the first one wrote.
+ROLLUP_LOCK_ID: Final = 0x4C434D52
 
 hourly_usage: Final = cast(Table, HourlyUsage.__table__)
 
 __all__ = [
     "aggregate_calls",
+    "aggregate_hours",
     "count_calls_since",
     "daily_from_hours",
+    "grouped_calls_sql",
     "prepare",
+    "sum_rows",
     "write_daily",
     "write_hourly",
 ]
 
 
 def prepare(conn: Connection) -> None:
-    """Set the session up for aggregation (call at the start of the rollup's transaction)."""
+    """Set the session up for aggregation (call at the start of the rollup's transaction).
+
+    On Postgres this waits for any other rollup run to commit. The planner estimates as many
+    groups as calls for any expression of ``started_at`` (an hour, a slice), and would sort
+    millions of rows on disk rather than hash a few thousand groups; sorting is turned off.
+    """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ROLLUP_LOCK_ID})
+        _tune(conn)
     elif conn.dialect.name == "sqlite":
         try:
             conn.exec_driver_sql("SELECT ln(2)")
@@ -78,6 +84,12 @@ def prepare(conn: Connection) -> None:
             driver.create_function("ln", 1, _null_safe(math.log), deterministic=True)
 
 
+def _tune(conn: Connection) -> None:
+    conn.exec_driver_sql("SET LOCAL jit = off")
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+
+
 def _null_safe(function: Callable[[float], float]) -> Callable[[float | None], float | None]:
     def apply(value: float | None) -> float | None:
         return None if value is None else function(value)
@@ -85,38 +97,191 @@ def _null_safe(function: Callable[[float], float]) -> Callable[[float | None], f
     return apply
 
 
-def _hour(conn: Connection) -> ColumnElement[datetime]:
-    started_at = ApiCall.started_at
+def bin_sql(conn: Connection, column: str, width: timedelta) -> str:
+    """SQL for the start of the ``width``-long UTC bin (an hour, a slice) holding ``column``.
+
+    Postgres: ``date_bin`` (integer arithmetic; ``date_trunc`` with a zone converts every row).
+    SQLite stores ``'YYYY-MM-DD HH:MM:SS.ffffff'`` (naive UTC): the bin is cut from the text.
+    """
+    seconds = int(width.total_seconds())
     if conn.dialect.name == "postgresql":
-        expr: ColumnElement[Any] = func.date_trunc("hour", started_at, "UTC")
-    else:  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC)
-        expr = func.substr(started_at, 1, 13).concat(":00:00.000000")
-    return type_coerce(expr, UTCDateTime())
+        return f"date_bin(INTERVAL '{seconds} seconds', {column}, TIMESTAMPTZ '{_ORIGIN}')"
+    # Colons escaped: this SQL goes through text(), where ':name' is a parameter.
+    if seconds == 3600:
+        return f"substr({column}, 1, 13) || '\\:00\\:00.000000'"
+    minutes = seconds // 60
+    return (
+        f"substr({column}, 1, 14) || printf('%02d', "
+        f"CAST(substr({column}, 15, 2) AS INTEGER) / {minutes} * {minutes}) || '\\:00.000000'"
+    )
 
 
-def _bucket(conn: Connection, column: Any) -> ColumnElement[int]:
-    """SQL for :func:`monitor.histogram.bucket_of`."""
+_ORIGIN: Final = "2000-01-01 00:00:00+00"
+
+
+def _bucket(conn: Connection, column: str) -> str:
+    """SQL for :func:`monitor.histogram.bucket_of` (``NULL`` for ``NULL``)."""
     if conn.dialect.name == "postgresql":
-        scaled = func.floor(func.ln(func.greatest(column, 1.0)) * BUCKETS_PER_E)
-        return sql_cast(func.least(scaled, LAST), Integer)
-    # SQLAlchemy replaces SQLite's floor() with a Python one that rejects NULL; the value is
-    # never negative here, so truncating is flooring.
-    truncated = sql_cast(func.ln(func.max(column, 1.0)) * BUCKETS_PER_E, Integer)
-    return cast(ColumnElement[int], func.min(truncated, LAST))
+        # greatest() skips NULLs: a missing value must stay NULL, not land in bucket 0.
+        scaled = f"floor(ln(greatest({column}, 1.0)) * {BUCKETS_PER_E})"
+        return f"CASE WHEN {column} IS NOT NULL THEN CAST(least({scaled}, {LAST}) AS INTEGER) END"
+    # The value is never negative here, so truncating is flooring (and SQLAlchemy replaces
+    # SQLite's floor() with a Python one that rejects NULL).
+    return f"min(CAST(ln(max({column}, 1.0)) * {BUCKETS_PER_E} AS INTEGER), {LAST})"
 
 
-def _window(query: Any, start: datetime | None, end: datetime | None) -> Any:
-    query = query.where(ApiCall.key_id.is_not(None))
+def calls_window(start: datetime | None, end: datetime | None, key_ids: bool) -> str:
+    conditions = ["key_id IS NOT NULL"]
     if start is not None:
-        query = query.where(ApiCall.started_at >= start)
+        conditions.append("started_at >= :start")
     if end is not None:
-        query = query.where(ApiCall.started_at < end)
-    return query
+        conditions.append("started_at < :end")
+    if key_ids:
+        conditions.append("key_id IN :key_ids")
+    return " AND ".join(conditions)
+
+
+def bind_params(
+    start: datetime | None, end: datetime | None, key_ids: Sequence[str] | None
+) -> tuple[list[Any], dict[str, Any]]:
+    binds: list[Any] = []
+    values: dict[str, Any] = {}
+    if start is not None:
+        binds.append(bindparam("start", type_=UTCDateTime()))
+        values["start"] = start
+    if end is not None:
+        binds.append(bindparam("end", type_=UTCDateTime()))
+        values["end"] = end
+    if key_ids is not None:
+        binds.append(bindparam("key_ids", expanding=True))
+        values["key_ids"] = list(key_ids)
+    return binds, values
+
+
+#: Error classes whose calls are not billed, as an SQL list (constants of the project).
+_UNBILLED_SQL: Final = ", ".join(f"'{name}'" for name in sorted(UNBILLED_ERROR_TYPES))
+_BILLED: Final = f"(error_type IS NULL OR error_type NOT IN ({_UNBILLED_SQL}))"
+#: ``GROUPING(error_type, lb, tb)`` of the three grouping sets below.
+_FIGURES_PART, _LATENCY_PART, _TTFT_PART = 3, 5, 6
+_TOKENS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens")
+
+
+def grouped_calls_sql(
+    conn: Connection, groups: Sequence[str], bin_width: timedelta | None, window: str
+) -> str:
+    """SQL giving one row per group of ``groups`` (``bin`` among them when ``bin_width``).
+
+    Columns: the groups, ``requests``, ``errors``, ``errors_by_class`` (JSON), the billed token
+    sums, latency and TTFT minimum and maximum, and the histograms as sparse JSON objects
+    ``latency_counts`` / ``ttft_counts`` (bucket → count). One scan of ``api_calls``: on
+    Postgres three grouping sets (figures by error class, latency buckets, TTFT buckets) are
+    filled at once; SQLite, which has no grouping sets, groups three times.
+    """
+    postgres = conn.dialect.name == "postgresql"
+    binned = f"{bin_sql(conn, 'started_at', bin_width)} AS bin, " if bin_width is not None else ""
+    calls = (
+        f"SELECT key_id, {binned}coalesce(model, '') AS model, stream, error_type, "
+        f"{', '.join(_TOKENS)}, coalesce(total_tokens, "
+        "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS tokens, "
+        f"latency_ms, ttft_ms, {_bucket(conn, 'latency_ms')} AS lb, "
+        f"{_bucket(conn, 'ttft_ms')} AS tb FROM api_calls WHERE {window}"
+    )
+    keys = ", ".join(groups)
+    sums = ", ".join(f"sum({name}) AS {name}" for name in (*_TOKENS, "tokens"))
+    extremes = (
+        "min(latency_ms) AS latency_min, max(latency_ms) AS latency_max, "
+        "min(ttft_ms) AS ttft_min, max(ttft_ms) AS ttft_max"
+    )
+    if postgres:
+        # One hash table over the calls, then the three grouping sets over its (far fewer)
+        # rows: grouping sets straight over the calls would fill three hash tables a call.
+        fine = (
+            f"SELECT {keys}, error_type, lb, tb, count(*) AS n, {sums}, {extremes} "
+            f"FROM calls GROUP BY {keys}, error_type, lb, tb"
+        )
+        resummed = ", ".join(f"sum({name}) AS {name}" for name in (*_TOKENS, "tokens"))
+        grouped = (
+            f"SELECT {keys}, error_type, lb, tb, GROUPING(error_type, lb, tb) AS part, "
+            f"sum(n) AS n, {resummed}, min(latency_min) AS latency_min, "
+            "max(latency_max) AS latency_max, min(ttft_min) AS ttft_min, "
+            f"max(ttft_max) AS ttft_max FROM ({fine}) AS fine GROUP BY GROUPING SETS "
+            f"(({keys}, error_type), ({keys}, lb), ({keys}, tb))"
+        )
+        as_object, as_key = "jsonb_object_agg", "{}"
+    else:
+        nothing = ", ".join(f"NULL AS {name}" for name in (*_TOKENS, "tokens"))
+        no_extremes = "NULL AS latency_min, NULL AS latency_max, NULL AS ttft_min, NULL AS ttft_max"
+        grouped = (
+            f"SELECT {keys}, error_type, NULL AS lb, NULL AS tb, {_FIGURES_PART} AS part, "
+            f"count(*) AS n, {sums}, {extremes} FROM calls GROUP BY {keys}, error_type "
+            f"UNION ALL SELECT {keys}, NULL, lb, NULL, {_LATENCY_PART}, count(*), {nothing}, "
+            f"{no_extremes} FROM calls WHERE lb IS NOT NULL GROUP BY {keys}, lb "
+            f"UNION ALL SELECT {keys}, NULL, NULL, tb, {_TTFT_PART}, count(*), {nothing}, "
+            f"{no_extremes} FROM calls WHERE tb IS NOT NULL GROUP BY {keys}, tb"
+        )
+        as_object, as_key = "json_group_object", "CAST({} AS TEXT)"
+    figures = f"part = {_FIGURES_PART}"
+    billed = ", ".join(
+        f"CAST(coalesce(sum({name}) FILTER (WHERE {figures} AND {_BILLED}), 0) AS BIGINT) AS "
+        f"{'total_tokens' if name == 'tokens' else name}"
+        for name in (*_TOKENS, "tokens")
+    )
+    failed = f"{figures} AND error_type IS NOT NULL"
+    return (
+        f"WITH calls AS ({calls}), grouped AS ({grouped}) "
+        f"SELECT {keys}, CAST(sum(n) FILTER (WHERE {figures}) AS BIGINT) AS requests, "
+        f"CAST(coalesce(sum(n) FILTER (WHERE {failed}), 0) AS BIGINT) AS errors, "
+        f"{as_object}(error_type, n) FILTER (WHERE {failed}) AS errors_by_class, {billed}, "
+        "min(latency_min) AS latency_min_ms, max(latency_max) AS latency_max_ms, "
+        "min(ttft_min) AS ttft_min_ms, max(ttft_max) AS ttft_max_ms, "
+        f"{as_object}({as_key.format('lb')}, n) FILTER (WHERE part = {_LATENCY_PART} "
+        "AND lb IS NOT NULL) AS latency_counts, "
+        f"{as_object}({as_key.format('tb')}, n) FILTER (WHERE part = {_TTFT_PART} "
+        "AND tb IS NOT NULL) AS ttft_counts "
+        f"FROM grouped GROUP BY {keys}"
+    )
+
+
+def _json_value(value: Any) -> dict[str, int]:
+    if value is None:
+        return {}
+    return cast(dict[str, int], json.loads(value) if isinstance(value, str) else value)
+
+
+def _dense(counts: Any) -> list[int]:
+    histogram = [0] * BUCKETS
+    for bucket, n in _json_value(counts).items():
+        histogram[int(bucket)] += int(n)
+    return histogram
+
+
+def _totals_of(row: Sequence[Any]) -> Totals:
+    """A :class:`Totals` from the figures of a :func:`grouped_calls_sql` row (after its groups)."""
+    requests, errors, by_class, input_, output, cache, reasoning, total = row[:8]
+    low_latency, high_latency, low_ttft, high_ttft, latency, ttft = row[8:]
+    return Totals(
+        requests=int(requests),
+        errors=int(errors),
+        errors_by_class=dict(sorted((k, int(v)) for k, v in _json_value(by_class).items())),
+        input_tokens=int(input_),
+        output_tokens=int(output),
+        cache_read_tokens=int(cache),
+        reasoning_tokens=int(reasoning),
+        total_tokens=int(total),
+        latency_min_ms=low_latency,
+        latency_max_ms=high_latency,
+        ttft_min_ms=low_ttft,
+        ttft_max_ms=high_ttft,
+        latency_histogram=_dense(latency),
+        ttft_histogram=_dense(ttft),
+    )
 
 
 def count_calls_since(conn: Connection, since: datetime | None) -> int:
     """Calls with a key started at or after ``since`` (all of them when ``None``)."""
-    return int(conn.execute(_window(select(func.count()), since, None)).scalar_one())
+    binds, values = bind_params(since, None, None)
+    query = text(f"SELECT count(*) FROM api_calls WHERE {calls_window(since, None, False)}")
+    return int(conn.execute(query.bindparams(*binds), values).scalar_one())
 
 
 def aggregate_calls(
@@ -132,79 +297,58 @@ def aggregate_calls(
     Grouped per :data:`~monitor.rollup.HourlyKey` when ``hourly``, else per key id. Percentiles
     are left ``None``: :func:`monitor.rollup.finish` derives them from the histograms.
     """
-    c = ApiCall
-    groups: list[Any] = [c.key_id]
-    if hourly:
-        groups += [_hour(conn), func.coalesce(c.model, ""), c.stream]
-    tokens = func.coalesce(
-        c.total_tokens, func.coalesce(c.input_tokens, 0) + func.coalesce(c.output_tokens, 0)
+    groups = ["key_id", "bin", "model", "stream"] if hourly else ["key_id"]
+    sql = grouped_calls_sql(
+        conn, groups, HOUR if hourly else None, calls_window(start, end, key_ids is not None)
     )
-    latency_bucket = _bucket(conn, c.latency_ms)
-    figures = _window(
-        select(
-            *groups,
-            c.error_type,
-            latency_bucket,
-            func.count(),
-            func.count(c.latency_ms),
-            func.coalesce(func.sum(c.input_tokens), 0),
-            func.coalesce(func.sum(c.output_tokens), 0),
-            func.coalesce(func.sum(c.cache_read_tokens), 0),
-            func.coalesce(func.sum(c.reasoning_tokens), 0),
-            func.sum(tokens),
-            func.min(c.latency_ms),
-            func.max(c.latency_ms),
-            func.min(c.ttft_ms),
-            func.max(c.ttft_ms),
-        ),
-        start,
-        end,
-    ).group_by(*groups, c.error_type, latency_bucket)
-    ttft_bucket = _bucket(conn, c.ttft_ms)
-    ttfts = _window(select(*groups, ttft_bucket, func.count()), start, end)
-    ttfts = ttfts.where(c.ttft_ms.is_not(None)).group_by(*groups, ttft_bucket)
-    if key_ids is not None:
-        figures = figures.where(c.key_id.in_(key_ids))
-        ttfts = ttfts.where(c.key_id.in_(key_ids))
+    binds, values = bind_params(start, end, key_ids)
     width = len(groups)
     result: dict[Any, Totals] = {}
-    for row in conn.execute(figures):
-        key = tuple(row[:width]) if hourly else row[0]
-        error_type, bucket, n, timed, input_, output, cache, reasoning, total = row[width:-4]
-        low_latency, high_latency, low_ttft, high_ttft = row[-4:]
-        totals = result.get(key)
-        if totals is None:
-            totals = result[key] = Totals()
-        totals.requests += n
-        if error_type is not None:
-            totals.errors += n
-            totals.errors_by_class[error_type] = totals.errors_by_class.get(error_type, 0) + n
-        if counts_toward_quota(error_type):
-            totals.input_tokens += int(input_)
-            totals.output_tokens += int(output)
-            totals.cache_read_tokens += int(cache)
-            totals.reasoning_tokens += int(reasoning)
-            totals.total_tokens += int(total)
-        if timed:
-            totals.latency_histogram[bucket] += timed
-        totals.latency_min_ms = _least(totals.latency_min_ms, low_latency)
-        totals.latency_max_ms = _most(totals.latency_max_ms, high_latency)
-        totals.ttft_min_ms = _least(totals.ttft_min_ms, low_ttft)
-        totals.ttft_max_ms = _most(totals.ttft_max_ms, high_ttft)
-    for row in conn.execute(ttfts):
-        key = tuple(row[:width]) if hourly else row[0]
-        result[key].ttft_histogram[row[width]] += row[width + 1]
-    for totals in result.values():
-        totals.errors_by_class = dict(sorted(totals.errors_by_class.items()))
+    for row in conn.execute(text(sql).bindparams(*binds), values):
+        result[_group_key(row, width)] = _totals_of(row[width:])
     return result
 
 
-def _least(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
+def aggregate_hours(
+    conn: Connection, start: datetime | None, end: datetime | None
+) -> dict[HourlyKey, Totals]:
+    """:func:`aggregate_calls` per hour for ``[start, end)``, one query per hour with calls.
+
+    A day of ten million calls in one hash table would spill to disk; an hour's groups take
+    tens of megabytes. Hours without calls are skipped with one index probe each. On Postgres
+    :data:`AGGREGATION_WORKERS` connections aggregate hours side by side (the planner will not
+    aggregate in parallel itself: it expects as many groups as calls).
+    """
+    hours: list[tuple[datetime, datetime]] = []
+    at = start
+    while (first := _first_call_at(conn, at, end)) is not None:
+        chunk = hour_start(first) if at is None else max(hour_start(first), at)
+        at = chunk + HOUR if end is None else min(chunk + HOUR, end)
+        hours.append((chunk, at))
+    result: dict[HourlyKey, Totals] = {}
+    if conn.dialect.name != "postgresql" or len(hours) < 2:
+        for first_hour, end_hour in hours:
+            result.update(aggregate_calls(conn, first_hour, end_hour))
+        return result
+    engine = conn.engine
+
+    def aggregate(span: tuple[datetime, datetime]) -> dict[HourlyKey, Totals]:
+        with engine.begin() as worker:
+            _tune(worker)
+            return aggregate_calls(worker, *span)
+
+    with ThreadPoolExecutor(AGGREGATION_WORKERS) as pool:
+        for groups in pool.map(aggregate, hours):
+            result.update(groups)
+    return result
 
 
-def _most(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)
+def _first_call_at(conn: Connection, start: datetime | None, end: datetime | None) -> Any:
+    binds, values = bind_params(start, end, None)
+    window = calls_window(start, end, False)
+    query = text(f"SELECT min(started_at) FROM api_calls WHERE {window}").bindparams(*binds)
+    first = conn.execute(query, values).scalar_one()
+    return None if first is None else instant(first)
 
 
 _SUMMED: Final = (
@@ -218,6 +362,82 @@ _SUMMED: Final = (
 )
 
 
+def sum_rows(
+    conn: Connection,
+    table: Table,
+    start: datetime,
+    end: datetime | None,
+    *,
+    key_ids: Sequence[str] | None = None,
+    by_hour: bool = False,
+) -> dict[Any, Totals]:
+    """The sums of ``table``'s rows (``hourly_usage`` or ``usage_slices``) in ``[start, end)``
+    (``end`` ``None``: no end).
+
+    Grouped per key id, or per :data:`~monitor.rollup.HourlyKey` when ``by_hour`` (slices
+    added up into their hours); histograms and error classes included.
+    """
+    time_column = "hour" if table.name == "hourly_usage" else "slice_start"
+    if by_hour:
+        groups = f"key_id, {bin_sql(conn, time_column, HOUR)}, model, stream"
+        width = 4
+    else:
+        groups, width = "key_id", 1
+    window = f"{time_column} >= :start" + ("" if end is None else f" AND {time_column} < :end")
+    if key_ids is not None:
+        window += " AND key_id IN :key_ids"
+    binds, values = bind_params(start, end, key_ids)
+    names = [*_SUMMED, *LATENCY_HISTOGRAM, *TTFT_HISTOGRAM]
+    query = text(
+        f"SELECT {groups}, {', '.join(f'CAST(sum({name}) AS BIGINT)' for name in names)}, "
+        "min(latency_min_ms), max(latency_max_ms), min(ttft_min_ms), max(ttft_max_ms) "
+        f"FROM {table.name} WHERE {window} GROUP BY {groups}"
+    ).bindparams(*binds)
+    result: dict[Any, Totals] = {}
+    for row in conn.execute(query, values):
+        key = _group_key(row, width)
+        sums = list(row[width : width + len(names)])
+        totals = Totals()
+        for name, value in zip(_SUMMED, sums, strict=False):
+            setattr(totals, name, value)
+        totals.latency_histogram = sums[len(_SUMMED) : len(_SUMMED) + BUCKETS]
+        totals.ttft_histogram = sums[len(_SUMMED) + BUCKETS :]
+        (
+            totals.latency_min_ms,
+            totals.latency_max_ms,
+            totals.ttft_min_ms,
+            totals.ttft_max_ms,
+        ) = row[width + len(names) :]
+        result[key] = totals
+    each = "jsonb_each_text" if conn.dialect.name == "postgresql" else "json_each"
+    errors = conn.execute(
+        text(
+            f"SELECT {groups}, e.key, sum(CAST(e.value AS BIGINT)) "
+            f"FROM {table.name}, {each}({table.name}.errors_by_class) AS e "
+            f"WHERE {window} GROUP BY {groups}, e.key ORDER BY e.key"
+        ).bindparams(*binds),
+        values,
+    )
+    for row in errors:
+        by_class = result[_group_key(row, width)].errors_by_class
+        by_class[row[width]] = int(row[width + 1])
+    return result
+
+
+def _group_key(row: Sequence[Any], width: int) -> Any:
+    if width == 1:
+        return row[0]
+    key_id, hour, model, stream = row[:4]
+    return key_id, instant(hour), model, bool(stream)
+
+
+def instant(value: datetime | str) -> datetime:
+    """An aware UTC datetime from a bin computed in SQL (SQLite gives its stored text)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
 def daily_from_hours(
     conn: Connection, start: datetime, end: datetime, key_ids: Sequence[str]
 ) -> dict[str, Totals]:
@@ -225,52 +445,7 @@ def daily_from_hours(
 
     ``start`` and ``end`` must be whole UTC hours (a quota day in a whole-hour time zone).
     """
-    h = hourly_usage.c
-    window = [h.hour >= start, h.hour < end, h.key_id.in_(key_ids)]
-    query = (
-        select(
-            h.key_id,
-            *[func.sum(h[name]) for name in _SUMMED],
-            func.min(h.latency_min_ms),
-            func.max(h.latency_max_ms),
-            func.min(h.ttft_min_ms),
-            func.max(h.ttft_max_ms),
-            *[func.sum(h[name]) for name in (*LATENCY_HISTOGRAM, *TTFT_HISTOGRAM)],
-        )
-        .where(*window)
-        .group_by(h.key_id)
-    )
-    result: dict[str, Totals] = {}
-    for row in conn.execute(query):
-        sums = [int(value) for value in row[1 : 1 + len(_SUMMED)]]
-        extremes = row[1 + len(_SUMMED) : 5 + len(_SUMMED)]
-        counts = [int(value) for value in row[5 + len(_SUMMED) :]]
-        totals = Totals()
-        for name, value in zip(_SUMMED, sums, strict=True):
-            setattr(totals, name, value)
-        totals.latency_min_ms, totals.latency_max_ms, totals.ttft_min_ms, totals.ttft_max_ms = (
-            extremes
-        )
-        totals.latency_histogram = counts[:BUCKETS]
-        totals.ttft_histogram = counts[BUCKETS:]
-        result[row[0]] = totals
-    each = "jsonb_each_text" if conn.dialect.name == "postgresql" else "json_each"
-    errors = conn.execute(
-        text(
-            f"SELECT h.key_id, e.key, sum(CAST(e.value AS BIGINT)) "
-            f"FROM hourly_usage h, {each}(h.errors_by_class) AS e "
-            "WHERE h.hour >= :start AND h.hour < :end AND h.key_id IN :key_ids "
-            "GROUP BY h.key_id, e.key ORDER BY h.key_id, e.key"
-        ).bindparams(
-            bindparam("start", type_=UTCDateTime()),
-            bindparam("end", type_=UTCDateTime()),
-            bindparam("key_ids", expanding=True),
-        ),
-        {"start": start, "end": end, "key_ids": list(key_ids)},
-    )
-    for key_id, error_type, n in errors:
-        result[key_id].errors_by_class[error_type] = int(n)
-    return result
+    return cast(dict[str, Totals], sum_rows(conn, hourly_usage, start, end, key_ids=key_ids))
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -324,13 +499,28 @@ def _upsert(
 ) -> None:
     if not rows:
         return
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
     updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
-    conn.exec_driver_sql(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
-        rows,
-    )
+    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    listed = ", ".join(columns)
+    if conn.dialect.name != "postgresql":
+        marks = ", ".join(["?"] * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({listed}) VALUES ({marks}) {conflict}", rows)
+        return
+    # COPY into a session temporary table, then one INSERT … SELECT: hundreds of rows of
+    # 130 columns go in a few milliseconds, where a row per statement takes a second.
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    staging = f"lcm_staged_{table}"
+    with driver.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {listed} FROM {table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging} {conflict}")
+        cursor.execute(f"TRUNCATE {staging}")
 
 
 def _json_of(conn: Connection) -> Any:
