@@ -6,14 +6,19 @@ dropped connections). Such calls still count as requests and errors. A call's to
 ``total_tokens``, or ``input + output`` when only those were recorded. Calls without a ``key_id``
 belong to no quota and are left out.
 
-The job (:func:`run_rollup`) is incremental and idempotent. It recomputes, with one SQL
-``GROUP BY`` (:mod:`monitor.store.rollups`), every ``(key, UTC hour, model, stream)`` group from the
-hour holding the watermark (less a late-arrival window) on, and upserts them; then each quota day
-those hours belong to is re-derived from its hourly rows (SQL sums), never from a day of raw
-calls. A first run recomputes everything in one pass. Running it twice gives the same rows, and
-the totals always equal the sums over ``api_calls``. A quota time zone whose midnight is not a
-whole UTC hour (Asia/Kolkata) cannot build days from hours: its days are aggregated from their
-raw calls instead (correct, and slower).
+The job (:func:`run_rollup`) is incremental and idempotent. A first run aggregates every
+``(key, UTC hour, model, stream)`` group straight from ``api_calls``, an hour per query
+(:mod:`monitor.store.rollups`). The last hours, from the one the next tick starts in, are also
+kept as five-minute slices (:mod:`monitor.store.slices`). A tick recounts the calls of each slice
+from the one holding the watermark less a late-arrival window, recomputes only the slices whose
+count changed (calls are only ever added), and rebuilds their hours by adding up slices; each
+quota day those hours belong to is then re-derived from its hourly rows (SQL sums), never from a
+day of raw calls. Running it twice gives the same rows, a tick gives the rows a full recompute
+gives, and the totals always equal the sums over ``api_calls``. Runs take turns on Postgres (a
+transaction advisory lock), so a deposed leader running at the same time starts from what the
+other one wrote. A quota time zone whose midnight is not a whole UTC hour (Asia/Kolkata) cannot
+build days from hours: its days are aggregated from their raw calls instead (correct, and
+slower).
 
 Percentiles in the tables come from log-spaced histograms kept per hourly row
 (:mod:`monitor.histogram`: within 5 % on smooth distributions, a 28 % bucket at worst), so a day's
