@@ -22,8 +22,8 @@ from typing import Final
 from sqlalchemy import Connection, bindparam, text
 
 from monitor.rollup import SLICE
+from monitor.store.grouping import bin_sql, bind_params, calls_window, grouped_calls_sql, instant
 from monitor.store.models import LATENCY_HISTOGRAM, TTFT_HISTOGRAM, UTCDateTime
-from monitor.store.rollups import bin_sql, bind_params, calls_window, grouped_calls_sql, instant
 
 __all__ = ["changed_slices", "delete_slices_before", "runs_of", "write_slices"]
 
