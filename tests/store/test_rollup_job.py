@@ -12,12 +12,18 @@ from sqlalchemy import Engine, delete, func, select
 from monitor.config import Settings, load_settings
 from monitor.quota_day import hour_start
 from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
-from monitor.rollup import DEFAULT_LATE_WINDOW, run_rollup
+from monitor.rollup import DEFAULT_LATE_WINDOW, ROLLUP_NAME, run_rollup
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
 from monitor.store.keys import add_key, set_quota
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
-from monitor.store.usage import daily_rows, hourly_tokens, key_usage_for_day, quota_for
+from monitor.store.usage import (
+    daily_rows,
+    get_watermark,
+    hourly_tokens,
+    key_usage_for_day,
+    quota_for,
+)
 
 BEIJING_MIDNIGHT = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 2026-11-26 00:00 Beijing
 DAY_BEFORE, DAY_AFTER = date(2026, 11, 25), date(2026, 11, 26)
@@ -428,3 +434,25 @@ def test_only_the_slices_a_tick_may_need_are_kept(engine: Engine, settings: Sett
         kept = conn.execute(select(func.min(UsageSlice.slice_start))).scalar_one()
     assert kept is None or kept >= hour_start(now - DEFAULT_LATE_WINDOW)
     assert daily_table(engine) == daily_sums_from_api_calls(engine, settings)
+
+
+def test_two_runs_at_once_leave_what_one_run_leaves(engine: Engine, settings: Settings) -> None:
+    """A deposed leader's run beside the new leader's: they take turns, the rows are right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    insert(engine, around_midnight())
+    first = BEIJING_MIDNIGHT + timedelta(minutes=30)
+    run_rollup(engine, settings, now=first)
+    insert(engine, [call(first + timedelta(minutes=i), total_tokens=5) for i in range(1, 4)])
+    later = [first + timedelta(minutes=5), first + timedelta(minutes=6)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda now: run_rollup(engine, settings, now=now), later))
+    with engine.connect() as conn:
+        assert get_watermark(conn, ROLLUP_NAME) == later[-1]
+    assert daily_table(engine) == daily_sums_from_api_calls(engine, settings)
+    together = rows_without_stamps(engine)
+    with engine.begin() as conn:
+        for model in (RollupState, DailyUsage, HourlyUsage, UsageSlice):
+            conn.execute(delete(model))
+    run_rollup(engine, settings, now=later[-1])
+    assert rows_without_stamps(engine) == together
