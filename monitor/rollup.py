@@ -6,14 +6,19 @@ dropped connections). Such calls still count as requests and errors. A call's to
 ``total_tokens``, or ``input + output`` when only those were recorded. Calls without a ``key_id``
 belong to no quota and are left out.
 
-The job (:func:`run_rollup`) is incremental and idempotent. It recomputes, with one SQL
-``GROUP BY`` (:mod:`monitor.store.rollups`), every ``(key, UTC hour, model, stream)`` group from the
-hour holding the watermark (less a late-arrival window) on, and upserts them; then each quota day
-those hours belong to is re-derived from its hourly rows (SQL sums), never from a day of raw
-calls. A first run recomputes everything in one pass. Running it twice gives the same rows, and
-the totals always equal the sums over ``api_calls``. A quota time zone whose midnight is not a
-whole UTC hour (Asia/Kolkata) cannot build days from hours: its days are aggregated from their
-raw calls instead (correct, and slower).
+The job (:func:`run_rollup`) is incremental and idempotent. A first run aggregates every
+``(key, UTC hour, model, stream)`` group straight from ``api_calls``, an hour per query
+(:mod:`monitor.store.rollups`). The last hours, from the one the next tick starts in, are also
+kept as five-minute slices (:mod:`monitor.store.slices`). A tick recounts the calls of each slice
+from the one holding the watermark less a late-arrival window, recomputes only the slices whose
+count changed (calls are only ever added), and rebuilds their hours by adding up slices; each
+quota day those hours belong to is then re-derived from its hourly rows (SQL sums), never from a
+day of raw calls. Running it twice gives the same rows, a tick gives the rows a full recompute
+gives, and the totals always equal the sums over ``api_calls``. Runs take turns on Postgres (a
+transaction advisory lock), so a deposed leader running at the same time starts from what the
+other one wrote. A quota time zone whose midnight is not a whole UTC hour (Asia/Kolkata) cannot
+build days from hours: its days are aggregated from their raw calls instead (correct, and
+slower).
 
 Percentiles in the tables come from log-spaced histograms kept per hourly row
 (:mod:`monitor.histogram`: within 5 % on smooth distributions, a 28 % bucket at worst), so a day's
@@ -29,13 +34,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from monitor import histogram
 from monitor.quota_day import day_bounds, hour_start, quota_day
 from monitor.records import UNBILLED_ERROR_TYPES
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection, Table
     from sqlalchemy.engine import Engine
 
     from monitor.config import Settings
@@ -48,6 +54,11 @@ ROLLUP_NAME: Final = "usage"
 #: calls before it are gone, so a day starting before it is never recomputed (it would undercount).
 RETENTION_NAME: Final = "retention"
 HOUR: Final = timedelta(hours=1)
+#: Width of the slices a tick recomputes (:mod:`monitor.store.slices`) instead of whole hours.
+SLICE: Final = timedelta(minutes=5)
+#: The ``rollup_state`` row holding where the kept slices begin (every slice from there on is
+#: up to date with the calls seen by the last run).
+SLICES_NAME: Final = "usage_slices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +224,16 @@ def group_hourly(calls: Iterable[CallFacts]) -> dict[HourlyKey, Totals]:
     return {key: summarize(group) for key, group in groups.items()}
 
 
+def slice_start(instant: datetime) -> datetime:
+    """The start of the :data:`SLICE` (five UTC minutes) containing ``instant``.
+
+    >>> slice_start(datetime(2026, 11, 25, 15, 59, 59, tzinfo=UTC))
+    datetime.datetime(2026, 11, 25, 15, 55, tzinfo=datetime.timezone.utc)
+    """
+    hour = hour_start(instant)
+    return hour + SLICE * ((instant.astimezone(UTC) - hour) // SLICE)
+
+
 def recompute_span(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     """The UTC range to read to recompute quota day ``day`` and every UTC hour overlapping it.
 
@@ -253,7 +274,8 @@ def run_rollup(
     >>> result.days, result.watermark  # doctest: +SKIP
     (3, datetime.datetime(2026, 11, 25, 16, 1, tzinfo=datetime.timezone.utc))
     """
-    from monitor.store import rollups, usage
+    from monitor.store import rollups, slices, usage
+    from monitor.store.keys import quotas_for
 
     now = (now or datetime.now(UTC)).astimezone(UTC)
     tz = settings.tz
@@ -268,10 +290,10 @@ def run_rollup(
             if first_whole < retained_from:
                 first_whole += HOUR
             start = first_whole if start is None else max(start, first_whole)
-        scanned = rollups.count_calls_since(conn, since)
-        hourly: dict[HourlyKey, Totals] = {}
-        if scanned:
-            hourly = rollups.aggregate_calls(conn, start)
+        new_watermark = max(now, watermark) if watermark is not None else now
+        next_start = hour_start(new_watermark - late_window)
+        scanned, hourly, sliced_from = _recompute_hours(conn, since, start, next_start)
+        if hourly:
             for totals in hourly.values():
                 finish(totals)
             rollups.write_hourly(conn, hourly, now=now)
@@ -287,12 +309,13 @@ def run_rollup(
                 daily = rollups.aggregate_calls(
                     conn, day_start, day_end, hourly=False, key_ids=sorted(key_ids)
                 )
+            quotas = quotas_for(conn, sorted(daily), day, settings.default_quota)
             for key_id, totals in sorted(daily.items()):
-                quota = usage.quota_for(conn, key_id, day, settings.default_quota)
-                written.append((key_id, day, finish(totals), quota))
+                written.append((key_id, day, finish(totals), quotas[key_id]))
         rollups.write_daily(conn, written, now=now)
         quotas_updated = usage.refresh_daily_quotas(conn, settings.default_quota)
-        new_watermark = max(now, watermark) if watermark is not None else now
+        slices.delete_slices_before(conn, sliced_from)
+        usage.set_watermark(conn, SLICES_NAME, sliced_from, now=now)
         usage.set_watermark(conn, ROLLUP_NAME, new_watermark, now=now)
     return RollupResult(
         scanned=scanned,
@@ -302,6 +325,43 @@ def run_rollup(
         since=since,
         watermark=new_watermark,
     )
+
+
+def _recompute_hours(
+    conn: Connection, since: datetime | None, start: datetime | None, next_start: datetime
+) -> tuple[int, dict[HourlyKey, Totals], datetime]:
+    """Recompute the hourly groups that calls from ``since`` on may have changed.
+
+    A tick (slices kept from ``start`` or before) recounts the calls of each slice from the one
+    holding ``since``, recomputes the slices whose count changed, and adds up their hours from
+    slices. Otherwise (a first run, or slices not kept that far back) hours before
+    ``next_start``, where the next tick's hours begin, come straight from ``api_calls`` in one
+    scan, and the slices from there on are rebuilt. Returns the calls looked at, the hours, and
+    where the kept slices begin from now on.
+    """
+    from monitor.store import rollups, slices, usage
+    from monitor.store.models import UsageSlice
+
+    table = cast("Table", UsageSlice.__table__)
+    sliced_from = usage.get_watermark(conn, SLICES_NAME)
+    hourly: dict[HourlyKey, Totals] = {}
+    if since is not None and start is not None and sliced_from is not None and sliced_from <= start:
+        scanned, changed = slices.changed_slices(conn, max(slice_start(since), start), since)
+        for first, end in slices.runs_of(changed):
+            slices.write_slices(conn, first, end)
+        for hour in sorted({hour_start(s) for s in changed}):
+            hourly.update(rollups.sum_rows(conn, table, hour, hour + HOUR, by_hour=True))
+        return scanned, hourly, max(sliced_from, next_start)
+    cut = next_start if start is None else max(next_start, start)
+    if start is None or start < cut:
+        hourly.update(rollups.aggregate_hours(conn, start, cut))
+    slices.write_slices(conn, cut)
+    hourly.update(rollups.sum_rows(conn, table, cut, None, by_hour=True))
+    if since is None:
+        scanned = sum(totals.requests for totals in hourly.values())
+    else:
+        scanned = rollups.count_calls_since(conn, since)
+    return scanned, hourly, cut
 
 
 def _days_of(hourly: Iterable[HourlyKey], tz: tzinfo) -> dict[date, set[str]]:

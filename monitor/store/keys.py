@@ -195,6 +195,21 @@ def quota_for(conn: Connection, key_id: str, day: date, default: int) -> int:
     return default if quota is None else int(quota)
 
 
+def quotas_for(conn: Connection, key_ids: Sequence[str], day: date, default: int) -> dict[str, int]:
+    """:func:`quota_for` of each of ``key_ids`` on ``day``, in one query."""
+    quotas = dict.fromkeys(key_ids, default)
+    if not quotas:
+        return quotas
+    rows = conn.execute(
+        select(KeyQuota.key_id, KeyQuota.quota)
+        .where(KeyQuota.key_id.in_(list(quotas)), KeyQuota.effective_from <= day)
+        .order_by(KeyQuota.key_id, KeyQuota.effective_from)
+    )
+    for key_id, quota in rows:  # the latest one in force wins
+        quotas[key_id] = int(quota)
+    return quotas
+
+
 def refresh_key_daily_quotas(conn: Connection, key_id: str) -> int:
     """Give ``key_id``'s rolled-up days the dated quota in force on each; rows changed.
 

@@ -235,6 +235,34 @@ class HourlyUsage(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class UsageSlice(Base):
+    """Five minutes of one key's calls for one model and streaming mode (migration 0007).
+
+    The same figures and histograms as :class:`HourlyUsage` (an hour is the sum of its slices),
+    kept only for the hours a rollup tick may still change. Only the rollup reads it.
+    """
+
+    __tablename__ = "usage_slices"
+    __table_args__ = (*_histogram_columns(),)
+
+    slice_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    errors_by_class: Mapped[dict[str, int]] = mapped_column(JsonDoc)
+    latency_min_ms: Mapped[float | None] = mapped_column(Float)
+    latency_max_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_min_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_max_ms: Mapped[float | None] = mapped_column(Float)
+
+
 class RollupState(Base):
     """How far a rollup job has read ``api_calls`` (by ``started_at``)."""
 

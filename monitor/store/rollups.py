@@ -1,17 +1,18 @@
 """The rollup's SQL: hourly groups aggregated from ``api_calls``, days derived from hourly rows.
 
-Everything heavy runs in the database as ``GROUP BY``: Python receives one row per group, error
-class and latency bucket (tens of thousands for a day of ten million calls), never a raw call.
+Everything heavy runs in the database as ``GROUP BY``: Python receives one row per group (tens of
+thousands for a day of ten million calls), never a raw call.
 
 - :func:`aggregate_calls` groups calls per ``(key, UTC hour, model, stream)`` (or per key, for a
   span of time) with token sums, exact minimum and maximum latency and TTFT, and their
-  :mod:`monitor.histogram` bucket counts.
+  :mod:`monitor.histogram` bucket counts, in one scan (:mod:`monitor.store.grouping`).
 - :func:`daily_from_hours` adds up a quota day's ``hourly_usage`` rows per key, histograms included,
-  so a tick never rereads a day of raw calls.
-- :func:`write_hourly` / :func:`write_daily` upsert many rows in one driver ``executemany``.
+  so a tick never rereads a day of raw calls; :func:`sum_rows` does the same for any span, and
+  adds five-minute slices (:mod:`monitor.store.slices`) up into hours.
+- :func:`write_hourly` / :func:`write_daily` upsert many rows at once (Postgres: through ``COPY``).
 
-On Postgres the aggregation runs with JIT off and enough ``work_mem`` for hash aggregation
-(``SET LOCAL``: the transaction only); compiling the expressions costs more than they save here.
+On Postgres the aggregation runs with JIT off, enough ``work_mem`` for hash aggregation and
+sorting off (``SET LOCAL``: the transaction only; see :func:`prepare`).
 """
 
 from __future__ import annotations
@@ -19,56 +20,66 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import Any, Final, cast
 
+import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Integer,
-    Table,
-    bindparam,
-    func,
-    select,
-    text,
-    type_coerce,
-)
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Connection, Table, text
 from sqlalchemy.exc import OperationalError
 
-from monitor.histogram import BUCKETS, BUCKETS_PER_E, LAST
-from monitor.rollup import HourlyKey, Totals, counts_toward_quota
+from monitor.histogram import BUCKETS
+from monitor.quota_day import hour_start
+from monitor.rollup import HOUR, HourlyKey, Totals
 from monitor.store.calls import CONVERTERS
+from monitor.store.grouping import (
+    bin_sql,
+    bind_params,
+    calls_window,
+    grouped_calls_sql,
+    instant,
+    totals_of,
+)
 from monitor.store.models import (
     LATENCY_HISTOGRAM,
     TTFT_HISTOGRAM,
-    ApiCall,
     DailyUsage,
     HourlyUsage,
-    UTCDateTime,
 )
 
 #: ``work_mem`` for the aggregation on Postgres: a day's groups fit in a hash table.
 POSTGRES_WORK_MEM: Final = "256MB"
+#: Connections aggregating hours side by side in a full recompute (:func:`aggregate_hours`).
+AGGREGATION_WORKERS: Final = 2
+#: Transaction-level advisory lock held by a rollup run ("LCMR"), so two runs (a deposed leader
+#: and the new one) take turns: the second one starts from what the first one wrote.
+ROLLUP_LOCK_ID: Final = 0x4C434D52
 
 hourly_usage: Final = cast(Table, HourlyUsage.__table__)
 
 __all__ = [
     "aggregate_calls",
+    "aggregate_hours",
     "count_calls_since",
     "daily_from_hours",
     "prepare",
+    "sum_rows",
     "write_daily",
     "write_hourly",
 ]
 
 
 def prepare(conn: Connection) -> None:
-    """Set the session up for aggregation (call at the start of the rollup's transaction)."""
+    """Set the session up for aggregation (call at the start of the rollup's transaction).
+
+    On Postgres this waits for any other rollup run to commit. The planner estimates as many
+    groups as calls for any expression of ``started_at`` (an hour, a slice), and would sort
+    millions of rows on disk rather than hash a few thousand groups; sorting is turned off.
+    """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ROLLUP_LOCK_ID})
+        _tune(conn)
     elif conn.dialect.name == "sqlite":
         try:
             conn.exec_driver_sql("SELECT ln(2)")
@@ -78,6 +89,12 @@ def prepare(conn: Connection) -> None:
             driver.create_function("ln", 1, _null_safe(math.log), deterministic=True)
 
 
+def _tune(conn: Connection) -> None:
+    conn.exec_driver_sql("SET LOCAL jit = off")
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+
+
 def _null_safe(function: Callable[[float], float]) -> Callable[[float | None], float | None]:
     def apply(value: float | None) -> float | None:
         return None if value is None else function(value)
@@ -85,38 +102,11 @@ def _null_safe(function: Callable[[float], float]) -> Callable[[float | None], f
     return apply
 
 
-def _hour(conn: Connection) -> ColumnElement[datetime]:
-    started_at = ApiCall.started_at
-    if conn.dialect.name == "postgresql":
-        expr: ColumnElement[Any] = func.date_trunc("hour", started_at, "UTC")
-    else:  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC)
-        expr = func.substr(started_at, 1, 13).concat(":00:00.000000")
-    return type_coerce(expr, UTCDateTime())
-
-
-def _bucket(conn: Connection, column: Any) -> ColumnElement[int]:
-    """SQL for :func:`monitor.histogram.bucket_of`."""
-    if conn.dialect.name == "postgresql":
-        scaled = func.floor(func.ln(func.greatest(column, 1.0)) * BUCKETS_PER_E)
-        return sql_cast(func.least(scaled, LAST), Integer)
-    # SQLAlchemy replaces SQLite's floor() with a Python one that rejects NULL; the value is
-    # never negative here, so truncating is flooring.
-    truncated = sql_cast(func.ln(func.max(column, 1.0)) * BUCKETS_PER_E, Integer)
-    return cast(ColumnElement[int], func.min(truncated, LAST))
-
-
-def _window(query: Any, start: datetime | None, end: datetime | None) -> Any:
-    query = query.where(ApiCall.key_id.is_not(None))
-    if start is not None:
-        query = query.where(ApiCall.started_at >= start)
-    if end is not None:
-        query = query.where(ApiCall.started_at < end)
-    return query
-
-
 def count_calls_since(conn: Connection, since: datetime | None) -> int:
     """Calls with a key started at or after ``since`` (all of them when ``None``)."""
-    return int(conn.execute(_window(select(func.count()), since, None)).scalar_one())
+    binds, values = bind_params(since, None, None)
+    query = text(f"SELECT count(*) FROM api_calls WHERE {calls_window(since, None, False)}")
+    return int(conn.execute(query.bindparams(*binds), values).scalar_one())
 
 
 def aggregate_calls(
@@ -132,79 +122,58 @@ def aggregate_calls(
     Grouped per :data:`~monitor.rollup.HourlyKey` when ``hourly``, else per key id. Percentiles
     are left ``None``: :func:`monitor.rollup.finish` derives them from the histograms.
     """
-    c = ApiCall
-    groups: list[Any] = [c.key_id]
-    if hourly:
-        groups += [_hour(conn), func.coalesce(c.model, ""), c.stream]
-    tokens = func.coalesce(
-        c.total_tokens, func.coalesce(c.input_tokens, 0) + func.coalesce(c.output_tokens, 0)
+    groups = ["key_id", "bin", "model", "stream"] if hourly else ["key_id"]
+    sql = grouped_calls_sql(
+        conn, groups, HOUR if hourly else None, calls_window(start, end, key_ids is not None)
     )
-    latency_bucket = _bucket(conn, c.latency_ms)
-    figures = _window(
-        select(
-            *groups,
-            c.error_type,
-            latency_bucket,
-            func.count(),
-            func.count(c.latency_ms),
-            func.coalesce(func.sum(c.input_tokens), 0),
-            func.coalesce(func.sum(c.output_tokens), 0),
-            func.coalesce(func.sum(c.cache_read_tokens), 0),
-            func.coalesce(func.sum(c.reasoning_tokens), 0),
-            func.sum(tokens),
-            func.min(c.latency_ms),
-            func.max(c.latency_ms),
-            func.min(c.ttft_ms),
-            func.max(c.ttft_ms),
-        ),
-        start,
-        end,
-    ).group_by(*groups, c.error_type, latency_bucket)
-    ttft_bucket = _bucket(conn, c.ttft_ms)
-    ttfts = _window(select(*groups, ttft_bucket, func.count()), start, end)
-    ttfts = ttfts.where(c.ttft_ms.is_not(None)).group_by(*groups, ttft_bucket)
-    if key_ids is not None:
-        figures = figures.where(c.key_id.in_(key_ids))
-        ttfts = ttfts.where(c.key_id.in_(key_ids))
+    binds, values = bind_params(start, end, key_ids)
     width = len(groups)
     result: dict[Any, Totals] = {}
-    for row in conn.execute(figures):
-        key = tuple(row[:width]) if hourly else row[0]
-        error_type, bucket, n, timed, input_, output, cache, reasoning, total = row[width:-4]
-        low_latency, high_latency, low_ttft, high_ttft = row[-4:]
-        totals = result.get(key)
-        if totals is None:
-            totals = result[key] = Totals()
-        totals.requests += n
-        if error_type is not None:
-            totals.errors += n
-            totals.errors_by_class[error_type] = totals.errors_by_class.get(error_type, 0) + n
-        if counts_toward_quota(error_type):
-            totals.input_tokens += int(input_)
-            totals.output_tokens += int(output)
-            totals.cache_read_tokens += int(cache)
-            totals.reasoning_tokens += int(reasoning)
-            totals.total_tokens += int(total)
-        if timed:
-            totals.latency_histogram[bucket] += timed
-        totals.latency_min_ms = _least(totals.latency_min_ms, low_latency)
-        totals.latency_max_ms = _most(totals.latency_max_ms, high_latency)
-        totals.ttft_min_ms = _least(totals.ttft_min_ms, low_ttft)
-        totals.ttft_max_ms = _most(totals.ttft_max_ms, high_ttft)
-    for row in conn.execute(ttfts):
-        key = tuple(row[:width]) if hourly else row[0]
-        result[key].ttft_histogram[row[width]] += row[width + 1]
-    for totals in result.values():
-        totals.errors_by_class = dict(sorted(totals.errors_by_class.items()))
+    for row in conn.execute(text(sql).bindparams(*binds), values):
+        result[_group_key(row, width)] = totals_of(row[width:])
     return result
 
 
-def _least(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
+def aggregate_hours(
+    conn: Connection, start: datetime | None, end: datetime | None
+) -> dict[HourlyKey, Totals]:
+    """:func:`aggregate_calls` per hour for ``[start, end)``, one query per hour with calls.
+
+    A day of ten million calls in one hash table would spill to disk; an hour's groups take
+    tens of megabytes. Hours without calls are skipped with one index probe each. On Postgres
+    :data:`AGGREGATION_WORKERS` connections aggregate hours side by side (the planner will not
+    aggregate in parallel itself: it expects as many groups as calls).
+    """
+    hours: list[tuple[datetime, datetime]] = []
+    at = start
+    while (first := _first_call_at(conn, at, end)) is not None:
+        chunk = hour_start(first) if at is None else max(hour_start(first), at)
+        at = chunk + HOUR if end is None else min(chunk + HOUR, end)
+        hours.append((chunk, at))
+    result: dict[HourlyKey, Totals] = {}
+    if conn.dialect.name != "postgresql" or len(hours) < 2:
+        for first_hour, end_hour in hours:
+            result.update(aggregate_calls(conn, first_hour, end_hour))
+        return result
+    engine = conn.engine
+
+    def aggregate(span: tuple[datetime, datetime]) -> dict[HourlyKey, Totals]:
+        with engine.begin() as worker:
+            _tune(worker)
+            return aggregate_calls(worker, *span)
+
+    with ThreadPoolExecutor(AGGREGATION_WORKERS) as pool:
+        for groups in pool.map(aggregate, hours):
+            result.update(groups)
+    return result
 
 
-def _most(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)
+def _first_call_at(conn: Connection, start: datetime | None, end: datetime | None) -> Any:
+    binds, values = bind_params(start, end, None)
+    window = calls_window(start, end, False)
+    query = text(f"SELECT min(started_at) FROM api_calls WHERE {window}").bindparams(*binds)
+    first = conn.execute(query, values).scalar_one()
+    return None if first is None else instant(first)
 
 
 _SUMMED: Final = (
@@ -218,6 +187,75 @@ _SUMMED: Final = (
 )
 
 
+def sum_rows(
+    conn: Connection,
+    table: Table,
+    start: datetime,
+    end: datetime | None,
+    *,
+    key_ids: Sequence[str] | None = None,
+    by_hour: bool = False,
+) -> dict[Any, Totals]:
+    """The sums of ``table``'s rows (``hourly_usage`` or ``usage_slices``) in ``[start, end)``
+    (``end`` ``None``: no end).
+
+    Grouped per key id, or per :data:`~monitor.rollup.HourlyKey` when ``by_hour`` (slices
+    added up into their hours); histograms and error classes included.
+    """
+    time_column = "hour" if table.name == "hourly_usage" else "slice_start"
+    if by_hour:
+        groups = f"key_id, {bin_sql(conn, time_column, HOUR)}, model, stream"
+        width = 4
+    else:
+        groups, width = "key_id", 1
+    window = f"{time_column} >= :start" + ("" if end is None else f" AND {time_column} < :end")
+    if key_ids is not None:
+        window += " AND key_id IN :key_ids"
+    binds, values = bind_params(start, end, key_ids)
+    names = [*_SUMMED, *LATENCY_HISTOGRAM, *TTFT_HISTOGRAM]
+    query = text(
+        f"SELECT {groups}, {', '.join(f'CAST(sum({name}) AS BIGINT)' for name in names)}, "
+        "min(latency_min_ms), max(latency_max_ms), min(ttft_min_ms), max(ttft_max_ms) "
+        f"FROM {table.name} WHERE {window} GROUP BY {groups}"
+    ).bindparams(*binds)
+    result: dict[Any, Totals] = {}
+    for row in conn.execute(query, values):
+        key = _group_key(row, width)
+        sums = list(row[width : width + len(names)])
+        totals = Totals()
+        for name, value in zip(_SUMMED, sums, strict=False):
+            setattr(totals, name, value)
+        totals.latency_histogram = sums[len(_SUMMED) : len(_SUMMED) + BUCKETS]
+        totals.ttft_histogram = sums[len(_SUMMED) + BUCKETS :]
+        (
+            totals.latency_min_ms,
+            totals.latency_max_ms,
+            totals.ttft_min_ms,
+            totals.ttft_max_ms,
+        ) = row[width + len(names) :]
+        result[key] = totals
+    each = "jsonb_each_text" if conn.dialect.name == "postgresql" else "json_each"
+    errors = conn.execute(
+        text(
+            f"SELECT {groups}, e.key, sum(CAST(e.value AS BIGINT)) "
+            f"FROM {table.name}, {each}({table.name}.errors_by_class) AS e "
+            f"WHERE {window} GROUP BY {groups}, e.key ORDER BY e.key"
+        ).bindparams(*binds),
+        values,
+    )
+    for row in errors:
+        by_class = result[_group_key(row, width)].errors_by_class
+        by_class[row[width]] = int(row[width + 1])
+    return result
+
+
+def _group_key(row: Sequence[Any], width: int) -> Any:
+    if width == 1:
+        return row[0]
+    key_id, hour, model, stream = row[:4]
+    return key_id, instant(hour), model, bool(stream)
+
+
 def daily_from_hours(
     conn: Connection, start: datetime, end: datetime, key_ids: Sequence[str]
 ) -> dict[str, Totals]:
@@ -225,52 +263,7 @@ def daily_from_hours(
 
     ``start`` and ``end`` must be whole UTC hours (a quota day in a whole-hour time zone).
     """
-    h = hourly_usage.c
-    window = [h.hour >= start, h.hour < end, h.key_id.in_(key_ids)]
-    query = (
-        select(
-            h.key_id,
-            *[func.sum(h[name]) for name in _SUMMED],
-            func.min(h.latency_min_ms),
-            func.max(h.latency_max_ms),
-            func.min(h.ttft_min_ms),
-            func.max(h.ttft_max_ms),
-            *[func.sum(h[name]) for name in (*LATENCY_HISTOGRAM, *TTFT_HISTOGRAM)],
-        )
-        .where(*window)
-        .group_by(h.key_id)
-    )
-    result: dict[str, Totals] = {}
-    for row in conn.execute(query):
-        sums = [int(value) for value in row[1 : 1 + len(_SUMMED)]]
-        extremes = row[1 + len(_SUMMED) : 5 + len(_SUMMED)]
-        counts = [int(value) for value in row[5 + len(_SUMMED) :]]
-        totals = Totals()
-        for name, value in zip(_SUMMED, sums, strict=True):
-            setattr(totals, name, value)
-        totals.latency_min_ms, totals.latency_max_ms, totals.ttft_min_ms, totals.ttft_max_ms = (
-            extremes
-        )
-        totals.latency_histogram = counts[:BUCKETS]
-        totals.ttft_histogram = counts[BUCKETS:]
-        result[row[0]] = totals
-    each = "jsonb_each_text" if conn.dialect.name == "postgresql" else "json_each"
-    errors = conn.execute(
-        text(
-            f"SELECT h.key_id, e.key, sum(CAST(e.value AS BIGINT)) "
-            f"FROM hourly_usage h, {each}(h.errors_by_class) AS e "
-            "WHERE h.hour >= :start AND h.hour < :end AND h.key_id IN :key_ids "
-            "GROUP BY h.key_id, e.key ORDER BY h.key_id, e.key"
-        ).bindparams(
-            bindparam("start", type_=UTCDateTime()),
-            bindparam("end", type_=UTCDateTime()),
-            bindparam("key_ids", expanding=True),
-        ),
-        {"start": start, "end": end, "key_ids": list(key_ids)},
-    )
-    for key_id, error_type, n in errors:
-        result[key_id].errors_by_class[error_type] = int(n)
-    return result
+    return cast(dict[str, Totals], sum_rows(conn, hourly_usage, start, end, key_ids=key_ids))
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -324,13 +317,28 @@ def _upsert(
 ) -> None:
     if not rows:
         return
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
     updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
-    conn.exec_driver_sql(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
-        rows,
-    )
+    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    listed = ", ".join(columns)
+    if conn.dialect.name != "postgresql":
+        marks = ", ".join(["?"] * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({listed}) VALUES ({marks}) {conflict}", rows)
+        return
+    # COPY into a session temporary table, then one INSERT … SELECT: hundreds of rows of
+    # 130 columns go in a few milliseconds, where a row per statement takes a second.
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    staging = f"lcm_staged_{table}"
+    with driver.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {listed} FROM {table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging} {conflict}")
+        cursor.execute(f"TRUNCATE {staging}")
 
 
 def _json_of(conn: Connection) -> Any:

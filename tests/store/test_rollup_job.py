@@ -7,16 +7,23 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 
 from monitor.config import Settings, load_settings
+from monitor.quota_day import hour_start
 from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
-from monitor.rollup import run_rollup
+from monitor.rollup import DEFAULT_LATE_WINDOW, ROLLUP_NAME, run_rollup
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
 from monitor.store.keys import add_key, set_quota
-from monitor.store.models import ApiCall, DailyUsage, HourlyUsage
-from monitor.store.usage import daily_rows, hourly_tokens, key_usage_for_day, quota_for
+from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
+from monitor.store.usage import (
+    daily_rows,
+    get_watermark,
+    hourly_tokens,
+    key_usage_for_day,
+    quota_for,
+)
 
 BEIJING_MIDNIGHT = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 2026-11-26 00:00 Beijing
 DAY_BEFORE, DAY_AFTER = date(2026, 11, 25), date(2026, 11, 26)
@@ -360,3 +367,92 @@ def test_half_hour_time_zone_builds_days_from_raw_calls(database_url: str, engin
         date(2026, 11, 25): 7,
         date(2026, 11, 26): 11,
     }
+
+
+def rows_without_stamps(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every daily and hourly row, as dicts without ``updated_at``."""
+    tables = {"daily": DailyUsage, "hourly": HourlyUsage}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with engine.connect() as conn:
+        for name, model in tables.items():
+            keys = [c for c in model.__table__.primary_key.columns]
+            found = conn.execute(select(model.__table__).order_by(*keys))
+            rows[name] = [
+                {k: v for k, v in row._mapping.items() if k != "updated_at"} for row in found
+            ]
+    return rows
+
+
+def test_ticks_with_late_arrivals_give_what_a_full_recompute_gives(
+    engine: Engine, settings: Settings
+) -> None:
+    """Ticks every 7 minutes over three hours and a quota-day boundary; each batch also holds
+    calls written late (started up to 9 minutes before the last tick) and ones not yet due."""
+    now = BEIJING_MIDNIGHT - timedelta(hours=1, minutes=3)
+    for step in range(26):
+        batch = []
+        for i in range(12):
+            late = i % 4 == 0
+            at = now - timedelta(minutes=9) + timedelta(seconds=41 * i) if late else now
+            at += timedelta(seconds=(step * 13 + i * 29) % 420)
+            batch.append(
+                call(
+                    at,
+                    key="k_alpha" if i % 3 else "k_bravo",
+                    model=["LongCat-Flash-Chat", None][i % 2],
+                    stream=i % 5 == 0,
+                    total_tokens=10 + i,
+                    input_tokens=6 + i,
+                    output_tokens=4,
+                    latency_ms=40.0 + 13 * i + step,
+                    ttft_ms=9.0 + i if i % 5 == 0 else None,
+                    error_type=["rate_limit", None, None, "stream_interrupted"][i % 4],
+                )
+            )
+        insert(engine, batch)
+        now += timedelta(minutes=7)
+        run_rollup(engine, settings, now=now)
+        assert daily_table(engine) == daily_sums_from_api_calls(engine, settings)
+    ticked = rows_without_stamps(engine)
+
+    with engine.begin() as conn:
+        for model in (RollupState, DailyUsage, HourlyUsage, UsageSlice):
+            conn.execute(delete(model))
+    full = run_rollup(engine, settings, now=now)
+    assert full.since is None
+    assert rows_without_stamps(engine) == ticked
+    assert {day for _, day in daily_table(engine)} == {DAY_BEFORE, DAY_AFTER}
+
+
+def test_only_the_slices_a_tick_may_need_are_kept(engine: Engine, settings: Settings) -> None:
+    start = BEIJING_MIDNIGHT - timedelta(hours=3)
+    insert(engine, [call(start + timedelta(minutes=7 * i), total_tokens=1) for i in range(40)])
+    now = start + timedelta(hours=4, minutes=20)
+    run_rollup(engine, settings, now=now)
+    run_rollup(engine, settings, now=now + timedelta(minutes=3))
+    with engine.connect() as conn:
+        kept = conn.execute(select(func.min(UsageSlice.slice_start))).scalar_one()
+    assert kept is None or kept >= hour_start(now - DEFAULT_LATE_WINDOW)
+    assert daily_table(engine) == daily_sums_from_api_calls(engine, settings)
+
+
+def test_two_runs_at_once_leave_what_one_run_leaves(engine: Engine, settings: Settings) -> None:
+    """A deposed leader's run beside the new leader's: they take turns, the rows are right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    insert(engine, around_midnight())
+    first = BEIJING_MIDNIGHT + timedelta(minutes=30)
+    run_rollup(engine, settings, now=first)
+    insert(engine, [call(first + timedelta(minutes=i), total_tokens=5) for i in range(1, 4)])
+    later = [first + timedelta(minutes=5), first + timedelta(minutes=6)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda now: run_rollup(engine, settings, now=now), later))
+    with engine.connect() as conn:
+        assert get_watermark(conn, ROLLUP_NAME) == later[-1]
+    assert daily_table(engine) == daily_sums_from_api_calls(engine, settings)
+    together = rows_without_stamps(engine)
+    with engine.begin() as conn:
+        for model in (RollupState, DailyUsage, HourlyUsage, UsageSlice):
+            conn.execute(delete(model))
+    run_rollup(engine, settings, now=later[-1])
+    assert rows_without_stamps(engine) == together

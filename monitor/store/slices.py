@@ -1,0 +1,137 @@
+"""Five-minute slices of ``api_calls`` (table ``usage_slices``): what lets a tick read minutes.
+
+A slice row holds the figures and histograms of one ``(5-minute slice, key, model, stream)``
+group, exactly as an ``hourly_usage`` row does for an hour, so an hour is the sum of its slices
+(:func:`monitor.store.rollups.sum_rows`). The rollup keeps slices only from the hour its next
+tick starts in; it finds the slices whose calls changed by comparing call counts (calls are
+only ever added to the recent past), recomputes those from ``api_calls``, and rebuilds their
+hours from slices.
+
+>>> with engine.begin() as conn:  # doctest: +SKIP
+...     scanned, changed = changed_slices(conn, start, since)
+...     for first, end in runs_of(changed):
+...         write_slices(conn, first, end)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import Connection, bindparam, text
+
+from monitor.rollup import SLICE
+from monitor.store.grouping import bin_sql, bind_params, calls_window, grouped_calls_sql, instant
+from monitor.store.models import LATENCY_HISTOGRAM, TTFT_HISTOGRAM, UTCDateTime
+
+__all__ = ["changed_slices", "delete_slices_before", "runs_of", "write_slices"]
+
+_FIGURES: Final = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "latency_min_ms",
+    "latency_max_ms",
+    "ttft_min_ms",
+    "ttft_max_ms",
+)
+_KEYS: Final = ("slice_start", "key_id", "model", "stream")
+
+
+def changed_slices(
+    conn: Connection, start: datetime, since: datetime
+) -> tuple[int, list[datetime]]:
+    """Slices from ``start`` on whose calls differ from their stored rows, in order.
+
+    Also returns how many calls started at or after ``since`` (what the tick looked at). One
+    count of the calls per slice (no aggregation) against the stored ``requests``.
+    """
+    binds, values = bind_params(start, None, None)
+    counted = conn.execute(
+        text(
+            f"SELECT {bin_sql(conn, 'started_at', SLICE)} AS slice, count(*), "
+            "count(*) FILTER (WHERE started_at >= :since) "
+            f"FROM api_calls WHERE {calls_window(start, None, False)} GROUP BY 1"
+        ).bindparams(*binds, bindparam("since", type_=UTCDateTime())),
+        {**values, "since": since},
+    ).all()
+    calls = {instant(slice_start): int(n) for slice_start, n, _ in counted}
+    stored = {
+        instant(slice_start): int(n)
+        for slice_start, n in conn.execute(
+            text(
+                "SELECT slice_start, sum(requests) FROM usage_slices "
+                "WHERE slice_start >= :start GROUP BY slice_start"
+            ).bindparams(*binds),
+            values,
+        )
+    }
+    changed = sorted(s for s in calls.keys() | stored.keys() if calls.get(s) != stored.get(s))
+    scanned = sum(int(recent) for _, _, recent in counted)
+    return scanned, changed
+
+
+def runs_of(slices: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Contiguous ``[first, end)`` ranges covering the sorted slice starts ``slices``."""
+    runs: list[tuple[datetime, datetime]] = []
+    for slice_start in slices:
+        if runs and runs[-1][1] == slice_start:
+            runs[-1] = (runs[-1][0], slice_start + SLICE)
+        else:
+            runs.append((slice_start, slice_start + SLICE))
+    return runs
+
+
+def write_slices(conn: Connection, start: datetime, end: datetime | None = None) -> None:
+    """Recompute the slices in ``[start, end)`` (``None``: no end) from ``api_calls``."""
+    postgres = conn.dialect.name == "postgresql"
+    binds, values = bind_params(start, end, None)
+    until = "" if end is None else " AND slice_start < :end"
+    conn.execute(
+        text(f"DELETE FROM usage_slices WHERE slice_start >= :start{until}").bindparams(*binds),
+        values,
+    )
+    grouped = grouped_calls_sql(
+        conn, ["bin", "key_id", "model", "stream"], SLICE, calls_window(start, end, False)
+    )
+
+    def count(column: str, bucket: int) -> str:
+        if postgres:
+            return f"coalesce(CAST({column} ->> '{bucket}' AS BIGINT), 0)"
+        return f"coalesce(json_extract({column}, '$.\"{bucket}\"'), 0)"
+
+    empty = "CAST('{}' AS JSONB)" if postgres else "'{}'"
+    columns = [*_KEYS, *_FIGURES, "errors_by_class", *LATENCY_HISTOGRAM, *TTFT_HISTOGRAM]
+    selected = [
+        "bin",
+        "key_id",
+        "model",
+        "stream",
+        *_FIGURES,
+        f"coalesce(errors_by_class, {empty})",
+        *[count("latency_counts", b) for b in range(len(LATENCY_HISTOGRAM))],
+        *[count("ttft_counts", b) for b in range(len(TTFT_HISTOGRAM))],
+    ]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in _KEYS)
+    # A run that waited for another one may find rows it did not delete: it replaces them.
+    conn.execute(
+        text(
+            f"INSERT INTO usage_slices ({', '.join(columns)}) "
+            f"SELECT {', '.join(selected)} FROM ({grouped}) AS grouped WHERE true "
+            f"ON CONFLICT ({', '.join(_KEYS)}) DO UPDATE SET {updates}"
+        ).bindparams(*binds),
+        values,
+    )
+
+
+def delete_slices_before(conn: Connection, before: datetime) -> None:
+    """Drop the slices no tick will need again (they start before ``before``)."""
+    binds, values = bind_params(before, None, None)
+    conn.execute(
+        text("DELETE FROM usage_slices WHERE slice_start < :start").bindparams(*binds), values
+    )
