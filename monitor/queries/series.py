@@ -24,6 +24,7 @@ from sqlalchemy import cast as sql_cast
 from monitor.queries.filters import Filters
 from monitor.quota_day import day_start, quota_day
 from monitor.rollup import CallFacts, billed_tokens, group_hourly
+from monitor.store import summaries
 from monitor.store.keys import quota_for
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage
 
@@ -79,6 +80,8 @@ def hourly_rows(
     start, end = filters.utc_bounds(tz)
     if filters.endpoints:
         return _hourly_from_calls(conn, filters, start, end)
+    if not by_key and not filters.key_ids:
+        return _hourly_from_summaries(conn, filters, start, end)
     h = HourlyUsage
     group: list[Any] = [h.hour, *([h.key_id] if by_key else []), h.model, h.stream]
     window = [h.hour >= start, h.hour < end]
@@ -108,7 +111,7 @@ def hourly_rows(
                 input_,
                 output,
                 total,
-                *(None if v is None else float(v) for v in row[width + 5 :]),
+                *(_float_or_none(v) for v in row[width + 5 :]),
             )
         )
     return rows
@@ -125,16 +128,45 @@ def _weighted_mean(column: Any, weight: Any) -> Any:
     return func.sum(column * weight) / func.nullif(known, 0)
 
 
+def _hourly_from_summaries(
+    conn: Connection, filters: Filters, start: datetime, end: datetime
+) -> list[HourRow]:
+    """All keys' hours, read from ``usage_by_hour`` and ``errors_by_hour`` (one row per hour,
+    model and mode, kept from ``hourly_usage`` by the rollup)."""
+    errors: dict[tuple[Any, ...], dict[str, int]] = defaultdict(dict)
+    for error in summaries.hour_errors(conn, start, end, filters.models):
+        errors[(error.hour, error.model, bool(error.stream))][error.error_class] = int(error.errors)
+    rows = []
+    for row in summaries.hour_totals(conn, start, end, filters.models):
+        by_class = errors.get((row.hour, row.model, bool(row.stream)), {})
+        rows.append(
+            HourRow(
+                row.hour,
+                ALL_KEYS,
+                row.model,
+                bool(row.stream),
+                int(row.requests),
+                int(row.errors),
+                dict(sorted(by_class.items())),
+                int(row.input_tokens),
+                int(row.output_tokens),
+                int(row.total_tokens),
+                *(_float_or_none(getattr(row, name)) for name in _LATENCY_FIELDS),
+            )
+        )
+    return rows
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _errors_by_class(
     conn: Connection, group: list[Any], window: list[Any]
 ) -> dict[tuple[Any, ...], dict[str, int]]:
     """Errors per class per group, from the rows' ``errors_by_class`` documents."""
     h = HourlyUsage
-    postgres = conn.dialect.name == "postgresql"
-    each = (
-        func.jsonb_each_text(h.errors_by_class) if postgres else func.json_each(h.errors_by_class)
-    )
-    entries = each.table_valued("key", "value").alias("entry")
+    entries = summaries.json_entries(conn, h.errors_by_class)
     query = (
         select(*group, entries.c.key, func.sum(sql_cast(entries.c.value, BigInteger)))
         .select_from(h)
@@ -316,9 +348,11 @@ def label_breakdown(
     """Tokens per day per value of the ``monitor.tags`` label ``label`` (the first name if None).
 
     Labels are not rolled up, so this reads ``api_calls`` in the range, newest first, at most
-    ``limit`` of them.
+    ``limit`` of them; none when no label was seen since the range began (as of the last rollup).
     """
     start, end = filters.utc_bounds(tz)
+    if not summaries.seen_values(conn, summaries.LABEL, start):
+        return LabelBreakdown(None, [], [], 0, False)
     c = ApiCall
     query = select(
         c.started_at, c.labels, c.error_type, c.total_tokens, c.input_tokens, c.output_tokens
