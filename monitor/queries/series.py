@@ -25,7 +25,7 @@ from monitor.queries.filters import Filters
 from monitor.quota_day import day_start, quota_day
 from monitor.rollup import CallFacts, billed_tokens, group_hourly
 from monitor.store import summaries
-from monitor.store.keys import quota_for
+from monitor.store.keys import quota_histories, quota_on
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage
 
 Bucket = Literal["hour", "day"]
@@ -73,17 +73,23 @@ def hourly_rows(
     """The hourly figures in the filters' range, oldest first.
 
     Summed over keys in the database (``key_id`` is :data:`ALL_KEYS`) unless ``by_key``: a chart
-    of 90 days then reads one row per hour, model and streaming mode, not one per key as well.
-    Percentiles of a summed row are the request-weighted mean of its keys'. With an endpoint
-    filter the figures are computed from the matching ``api_calls``, per key.
+    of 90 days then reads one row per hour, model and streaming mode, not one per key as well
+    (from ``usage_by_hour`` when no key is chosen). Percentiles of a summed row are the
+    request-weighted mean of its keys'. With an endpoint filter the figures are computed from
+    the matching ``api_calls``, per key.
+
+    A range charted by day (:func:`bucket_for`) on Postgres comes summed per quota day in the
+    database: one row per day (``hour`` is the day's start), model and mode.
     """
     start, end = filters.utc_bounds(tz)
     if filters.endpoints:
         return _hourly_from_calls(conn, filters, start, end)
+    day_zone = _database_day_zone(conn, filters, tz)
     if not by_key and not filters.key_ids:
-        return _hourly_from_summaries(conn, filters, start, end)
+        return _hourly_from_summaries(conn, filters, tz, day_zone)
     h = HourlyUsage
-    group: list[Any] = [h.hour, *([h.key_id] if by_key else []), h.model, h.stream]
+    when = h.hour if day_zone is None else summaries.quota_day_of(h.hour, day_zone)
+    group: list[Any] = [when, *([h.key_id] if by_key else []), h.model, h.stream]
     window = [h.hour >= start, h.hour < end]
     if filters.key_ids:
         window.append(h.key_id.in_(filters.key_ids))
@@ -95,13 +101,13 @@ def hourly_rows(
     errors = _errors_by_class(conn, group, window)
     width = len(group)
     rows = []
-    for row in conn.execute(query):
+    for row in conn.execute(query).all():
         head = tuple(row[:width])
         hour, key_id, model, stream = head if by_key else (head[0], ALL_KEYS, *head[1:])
         requests, errors_n, input_, output, total = (int(v) for v in row[width : width + 5])
         rows.append(
             HourRow(
-                hour,
+                hour if day_zone is None else day_start(hour, tz),
                 key_id,
                 model,
                 bool(stream),
@@ -128,20 +134,30 @@ def _weighted_mean(column: Any, weight: Any) -> Any:
     return func.sum(column * weight) / func.nullif(known, 0)
 
 
+def _database_day_zone(conn: Connection, filters: Filters, tz: tzinfo) -> str | None:
+    """The zone name to sum a range charted by day per quota day in SQL, where the database can
+    (Postgres, a named zone); ``None``: read hours, and let the caller bucket them."""
+    if bucket_for(filters) != "day" or conn.dialect.name != "postgresql":
+        return None
+    zone = getattr(tz, "key", None)
+    return zone if isinstance(zone, str) else None
+
+
 def _hourly_from_summaries(
-    conn: Connection, filters: Filters, start: datetime, end: datetime
+    conn: Connection, filters: Filters, tz: tzinfo, day_zone: str | None
 ) -> list[HourRow]:
-    """All keys' hours, read from ``usage_by_hour`` and ``errors_by_hour`` (one row per hour,
-    model and mode, kept from ``hourly_usage`` by the rollup)."""
+    """All keys' hours (or days, with ``day_zone``), read from ``usage_by_hour`` and
+    ``errors_by_hour`` (one row per hour, model and mode, kept from ``hourly_usage``)."""
+    start, end = filters.utc_bounds(tz)
     errors: dict[tuple[Any, ...], dict[str, int]] = defaultdict(dict)
-    for error in summaries.hour_errors(conn, start, end, filters.models):
+    for error in summaries.hour_errors(conn, start, end, filters.models, day_zone=day_zone):
         errors[(error.hour, error.model, bool(error.stream))][error.error_class] = int(error.errors)
     rows = []
-    for row in summaries.hour_totals(conn, start, end, filters.models):
+    for row in summaries.hour_totals(conn, start, end, filters.models, day_zone=day_zone):
         by_class = errors.get((row.hour, row.model, bool(row.stream)), {})
         rows.append(
             HourRow(
-                row.hour,
+                row.hour if day_zone is None else day_start(row.hour, tz),
                 ALL_KEYS,
                 row.model,
                 bool(row.stream),
@@ -257,7 +273,16 @@ def daily_key_tokens(
     """
     if not filters.models and not filters.endpoints:
         d = DailyUsage
-        query = select(DailyUsage.__table__).where(d.day >= filters.start, d.day <= filters.end)
+        query = select(
+            d.day,
+            d.key_id,
+            d.total_tokens,
+            d.input_tokens,
+            d.output_tokens,
+            d.requests,
+            d.errors,
+            d.quota,
+        ).where(d.day >= filters.start, d.day <= filters.end)
         if filters.key_ids:
             query = query.where(d.key_id.in_(filters.key_ids))
         return [
@@ -281,6 +306,7 @@ def daily_key_tokens(
         figures[2] += row.output_tokens
         figures[3] += row.requests
         figures[4] += row.errors
+    histories = quota_histories(conn, sorted({key_id for _, key_id in sums}))
     return [
         DayKeyTokens(
             day,
@@ -290,7 +316,7 @@ def daily_key_tokens(
             outputs,
             requests,
             errors,
-            quota=quota_for(conn, key_id, day, default_quota),
+            quota=quota_on(histories[key_id], day, default_quota),
         )
         for (day, key_id), (total, inputs, outputs, requests, errors) in sorted(sums.items())
     ]

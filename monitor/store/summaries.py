@@ -20,13 +20,14 @@ the given hour on, then upserts, so a second rollup running at the same time lea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    Date,
     Row,
     Table,
     case,
@@ -75,6 +76,7 @@ __all__ = [
     "hour_errors",
     "hour_totals",
     "json_entries",
+    "quota_day_of",
     "refresh_summaries",
     "seen_values",
     "summary_models",
@@ -199,39 +201,63 @@ def _note_seen(conn: Connection, since: datetime | None) -> None:
 # --- reading ----------------------------------------------------------------------------------
 
 
+def quota_day_of(hour: Any, zone: str) -> ColumnElement[date]:
+    """Postgres SQL: the calendar day in time zone ``zone`` (an IANA name) of instant ``hour``."""
+    return sql_cast(func.timezone(zone, hour), Date)
+
+
 def hour_totals(
-    conn: Connection, start: datetime, end: datetime, models: Sequence[str] = ()
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    models: Sequence[str] = (),
+    *,
+    day_zone: str | None = None,
 ) -> list[Row[Any]]:
-    """``usage_by_hour`` rows in ``[start, end)`` (of ``models`` if given), oldest first.
+    """``usage_by_hour`` in ``[start, end)`` (of ``models`` if given), oldest first.
 
     Columns: ``hour, model, stream``, the :data:`SUMMED` figures, then each of
     :data:`~monitor.store.models.WEIGHTED_PERCENTILES` as its request-weighted mean (``None``
-    when no row knows it).
+    when no row knows it). With ``day_zone`` (Postgres only) the hours are summed per calendar
+    day of that time zone, and ``hour`` is that day (a ``date``).
     """
     u = usage_by_hour.c
+    when = u.hour if day_zone is None else quota_day_of(u.hour, day_zone)
     means = [
-        (u[f"{name}_weighted"] / func.nullif(u[f"{name}_weight"], 0)).label(name)
+        (func.sum(u[f"{name}_weighted"]) / func.nullif(func.sum(u[f"{name}_weight"]), 0)).label(
+            name
+        )
         for name in WEIGHTED_PERCENTILES
     ]
-    query = select(u.hour, u.model, u.stream, *[u[name] for name in SUMMED], *means).where(
+    sums = [func.sum(u[name]).label(name) for name in SUMMED]
+    group = [when, u.model, u.stream]
+    query = select(when.label("hour"), u.model, u.stream, *sums, *means).where(
         u.hour >= start, u.hour < end
     )
     if models:
         query = query.where(u.model.in_(models))
-    return list(conn.execute(query.order_by(u.hour, u.model, u.stream)))
+    return list(conn.execute(query.group_by(*group).order_by(*group)).all())
 
 
 def hour_errors(
-    conn: Connection, start: datetime, end: datetime, models: Sequence[str] = ()
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    models: Sequence[str] = (),
+    *,
+    day_zone: str | None = None,
 ) -> list[Row[Any]]:
-    """``errors_by_hour`` rows ``(hour, model, stream, error_class, errors)`` in the range."""
+    """``errors_by_hour`` rows ``(hour, model, stream, error_class, errors)`` in the range,
+    summed per calendar day of ``day_zone`` if given (as :func:`hour_totals`)."""
     e = errors_by_hour.c
-    query = select(e.hour, e.model, e.stream, e.error_class, e.errors).where(
-        e.hour >= start, e.hour < end
-    )
+    when = e.hour if day_zone is None else quota_day_of(e.hour, day_zone)
+    group = [when, e.model, e.stream, e.error_class]
+    query = select(
+        when.label("hour"), e.model, e.stream, e.error_class, func.sum(e.errors).label("errors")
+    ).where(e.hour >= start, e.hour < end)
     if models:
         query = query.where(e.model.in_(models))
-    return list(conn.execute(query))
+    return list(cast(Sequence[Row[Any]], conn.execute(query.group_by(*group)).all()))
 
 
 def summary_models(conn: Connection) -> list[str]:

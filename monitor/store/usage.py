@@ -40,6 +40,7 @@ __all__ = [
     "get_watermark",
     "hints_for",
     "hourly_tokens",
+    "hourly_tokens_by_key",
     "key_usage_for_day",
     "quota_for",
     "refresh_daily_quotas",
@@ -293,6 +294,25 @@ def key_usage_for_day(
                 recipients=tuple(key.recipients or ()) if key is not None else (),
             )
         )
+    return result
+
+
+def hourly_tokens_by_key(
+    conn: Connection, key_ids: Iterable[str], since_utc: datetime
+) -> dict[str, list[tuple[datetime, int]]]:
+    """:func:`hourly_tokens` of each of ``key_ids``, in one query."""
+    result: dict[str, list[tuple[datetime, int]]] = {key_id: [] for key_id in key_ids}
+    if not result:
+        return result
+    h = HourlyUsage
+    rows = conn.execute(
+        select(h.key_id, h.hour, func.sum(h.total_tokens))
+        .where(h.hour >= hour_start(since_utc), h.key_id.in_(list(result)))
+        .group_by(h.key_id, h.hour)
+        .order_by(h.key_id, h.hour)
+    )
+    for key_id, when, total in rows:
+        result[key_id].append((when, int(total)))
     return result
 
 
