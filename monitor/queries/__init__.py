@@ -1,8 +1,9 @@
 """Every query the dashboard runs, as typed functions returning plain data.
 
 The Streamlit pages call these and hold no SQL. Charts read the rollups (``daily_usage``,
-``hourly_usage``), so they stay fast whatever the volume of ``api_calls``; tables of raw calls
-are bounded by the date range on the ``started_at`` index and a LIMIT.
+``hourly_usage``, and over all keys the summaries of :mod:`monitor.store.summaries`), so they stay
+fast whatever the volume of ``api_calls``; tables of raw calls are bounded by the date range on
+the ``started_at`` index and a LIMIT.
 """
 
 from monitor.queries.filters import (

@@ -1,9 +1,10 @@
 """Time series for the dashboard's charts, read from the rollups wherever they can be.
 
-Everything hourly comes from ``hourly_usage`` (one row per key, UTC hour, model and streaming
-mode), so a chart costs the same at a thousand calls or ten million. Only an endpoint filter
-(which the rollups do not keep) and the label breakdown read ``api_calls``, bounded by the date
-range on the ``started_at`` index.
+Everything hourly comes from the rollups: ``usage_by_hour`` and ``errors_by_hour`` (summed over
+keys) when no key is chosen, ``hourly_usage`` (one row per key, UTC hour, model and streaming
+mode) otherwise, so a chart costs the same at a thousand calls or ten million. Only an endpoint
+filter (which the rollups do not keep) and the label breakdown read ``api_calls``, bounded by the
+date range on the ``started_at`` index; the breakdown not at all when no label was seen.
 
 Percentiles cannot be added up: where one bucket combines several rollup rows (several keys, or
 the hours of a day) the figure shown is their request-weighted mean, which is exact for a single
