@@ -40,7 +40,7 @@ def page_queries(
     week = f.Filters.last_days(7, last_day)
 
     def usage() -> None:
-        rows = series.hourly_rows(conn, wide, tz)
+        rows = series.hourly_rows(conn, wide, tz, error_classes=False)
         series.tokens_by_model(rows, series.bucket_for(wide), tz)
         series.daily_key_tokens(conn, wide, tz, quota)
         series.label_breakdown(conn, week, tz)
@@ -52,7 +52,7 @@ def page_queries(
         tables.recent_failures(conn, wide, tz)
 
     def latency() -> None:
-        rows = series.hourly_rows(conn, wide, tz)
+        rows = series.hourly_rows(conn, wide, tz, error_classes=False)
         series.latency_series(rows, series.bucket_for(wide), tz)
         series.latency_summary(rows)
 
