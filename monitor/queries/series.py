@@ -299,7 +299,7 @@ def daily_key_tokens(
             query = query.where(d.key_id.in_(filters.key_ids))
         # The columns are selected in DayKeyTokens' order: 100 keys x 90 days is 9,000 rows.
         return [
-            DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).tuples()
+            DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).all()
         ]
     sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for row in hourly_rows(conn, filters, tz, by_key=True):
