@@ -20,8 +20,8 @@ from sqlalchemy import Connection, text
 from bench.common import machine, print_table
 from bench.rollup import ADMIN, count_calls, generate
 from monitor.config import load_settings
+from monitor.queries import errors_latency, series, tables, today
 from monitor.queries import filters as f
-from monitor.queries import series, tables, today
 from monitor.quota_day import day_start, quota_day
 from monitor.rollup import run_rollup
 from monitor.store.engine import make_engine, upgrade
@@ -47,14 +47,14 @@ def page_queries(
 
     def errors() -> None:
         rows = series.hourly_rows(conn, wide, tz)
-        series.error_series(rows, series.bucket_for(wide), tz)
-        series.error_totals(rows)
+        errors_latency.error_series(rows, series.bucket_for(wide), tz)
+        errors_latency.error_totals(rows)
         tables.recent_failures(conn, wide, tz)
 
     def latency() -> None:
         rows = series.hourly_rows(conn, wide, tz, error_classes=False)
-        series.latency_series(rows, series.bucket_for(wide), tz)
-        series.latency_summary(rows)
+        errors_latency.latency_series(rows, series.bucket_for(wide), tz)
+        errors_latency.latency_summary(rows)
 
     return {
         "filters (sidebar)": lambda: (

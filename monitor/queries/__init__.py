@@ -6,6 +6,15 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.queries.errors_latency import (
+    ErrorPoint,
+    ErrorTotals,
+    LatencyPoint,
+    error_series,
+    error_totals,
+    latency_series,
+    latency_summary,
+)
 from monitor.queries.filters import (
     DatabaseState,
     DatabaseStatus,
@@ -21,21 +30,14 @@ from monitor.queries.filters import (
 )
 from monitor.queries.series import (
     DayKeyTokens,
-    ErrorPoint,
-    ErrorTotals,
     HourRow,
     LabelBreakdown,
     LabelTokens,
-    LatencyPoint,
     ModelTokens,
     bucket_for,
     daily_key_tokens,
-    error_series,
-    error_totals,
     hourly_rows,
     label_breakdown,
-    latency_series,
-    latency_summary,
     tokens_by_model,
 )
 from monitor.queries.tables import (

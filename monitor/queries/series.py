@@ -14,8 +14,8 @@ row and a close, stated approximation otherwise.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any, Final, Literal, cast
 
@@ -27,7 +27,7 @@ from monitor.quota_day import day_start, quota_day
 from monitor.rollup import CallFacts, billed_tokens, group_hourly
 from monitor.store import summaries
 from monitor.store.keys import quota_histories, quota_on
-from monitor.store.models import ApiCall, DailyUsage, HourlyUsage
+from monitor.store.models import WEIGHTED_PERCENTILES, ApiCall, DailyUsage, HourlyUsage
 
 Bucket = Literal["hour", "day"]
 
@@ -103,7 +103,7 @@ def hourly_rows(
     if filters.models:
         window.append(h.model.in_(filters.models))
     sums = [func.sum(getattr(h, name)) for name in _SUMMED_COLUMNS]
-    weighted = [_weighted_mean(getattr(h, name), h.requests) for name in _LATENCY_FIELDS]
+    weighted = [_weighted_mean(getattr(h, name), h.requests) for name in WEIGHTED_PERCENTILES]
     query = select(*group, *sums, *weighted).where(*window).group_by(*group).order_by(*group)
     errors = _errors_by_class(conn, group, window) if error_classes else {}
     width = len(group)
@@ -179,7 +179,7 @@ def _hourly_from_summaries(
                 int(row.input_tokens),
                 int(row.output_tokens),
                 int(row.total_tokens),
-                *(_float_or_none(getattr(row, name)) for name in _LATENCY_FIELDS),
+                *(_float_or_none(getattr(row, name)) for name in WEIGHTED_PERCENTILES),
             )
         )
     return rows
@@ -298,9 +298,7 @@ def daily_key_tokens(
         if filters.key_ids:
             query = query.where(d.key_id.in_(filters.key_ids))
         # The columns are selected in DayKeyTokens' order: 100 keys x 90 days is 9,000 rows.
-        return [
-            DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).all()
-        ]
+        return [DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).all()]
     sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for row in hourly_rows(conn, filters, tz, by_key=True):
         figures = sums[(quota_day(row.hour, tz), row.key_id)]
@@ -414,116 +412,3 @@ def label_breakdown(
             figures[1] += 1
     rows = [LabelTokens(day, value, t, r) for (day, value), (t, r) in sorted(sums.items())]
     return LabelBreakdown(chosen, names, rows, len(calls), truncated)
-
-
-# --- errors and latency -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorPoint:
-    """Failed calls of one class in one bucket, and their share of all the bucket's calls."""
-
-    bucket: datetime
-    error_class: str
-    errors: int
-    requests: int
-
-    @property
-    def share(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-
-def error_series(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[ErrorPoint]:
-    """Errors by class per bucket; buckets with calls but no errors are left out."""
-    requests: dict[datetime, int] = defaultdict(int)
-    errors: dict[tuple[datetime, str], int] = defaultdict(int)
-    for row in rows:
-        b = bucket_start(row.hour, bucket, tz)
-        requests[b] += row.requests
-        for error_class, count in row.errors_by_class.items():
-            errors[(b, error_class)] += count
-    return [ErrorPoint(b, cls, n, requests[b]) for (b, cls), n in sorted(errors.items())]
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorTotals:
-    requests: int
-    errors: int
-    by_class: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-
-def error_totals(rows: Iterable[HourRow]) -> ErrorTotals:
-    """Calls, failed calls and failures by class over all of ``rows``."""
-    requests = errors = 0
-    by_class: dict[str, int] = defaultdict(int)
-    for row in rows:
-        requests += row.requests
-        errors += row.errors
-        for error_class, count in row.errors_by_class.items():
-            by_class[error_class] += count
-    ordered = dict(sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
-    return ErrorTotals(requests, errors, ordered)
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyPoint:
-    """Latency and time-to-first-token percentiles (ms) of one model and mode in one bucket."""
-
-    bucket: datetime | None
-    model: str
-    stream: bool
-    requests: int
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    ttft_p50_ms: float | None
-    ttft_p95_ms: float | None
-
-
-_LATENCY_FIELDS: Final = (
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-)
-
-
-def _weighted(rows: Sequence[HourRow], name: str) -> float | None:
-    pairs = [(getattr(r, name), r.requests) for r in rows if getattr(r, name) is not None]
-    weight = sum(w for _, w in pairs)
-    if not pairs or weight <= 0:
-        return None
-    return float(sum(v * w for v, w in pairs) / weight)
-
-
-def _combine(
-    rows: Sequence[HourRow], bucket: datetime | None, model: str, stream: bool
-) -> LatencyPoint:
-    return LatencyPoint(
-        bucket,
-        model,
-        stream,
-        sum(r.requests for r in rows),
-        *(_weighted(rows, name) for name in _LATENCY_FIELDS),
-    )
-
-
-def latency_series(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[LatencyPoint]:
-    """Percentiles per bucket per (model, streamed or not)."""
-    groups: dict[tuple[datetime, str, bool], list[HourRow]] = defaultdict(list)
-    for row in rows:
-        groups[(bucket_start(row.hour, bucket, tz), row.model, row.stream)].append(row)
-    return [_combine(g, b, m, s) for (b, m, s), g in sorted(groups.items())]
-
-
-def latency_summary(rows: Iterable[HourRow]) -> list[LatencyPoint]:
-    """Percentiles over the whole range per (model, streamed or not); ``bucket`` is None."""
-    groups: dict[tuple[str, bool], list[HourRow]] = defaultdict(list)
-    for row in rows:
-        groups[(row.model, row.stream)].append(row)
-    return [_combine(g, None, m, s) for (m, s), g in sorted(groups.items())]
