@@ -274,7 +274,7 @@ def run_rollup(
     >>> result.days, result.watermark  # doctest: +SKIP
     (3, datetime.datetime(2026, 11, 25, 16, 1, tzinfo=datetime.timezone.utc))
     """
-    from monitor.store import rollups, slices, usage
+    from monitor.store import rollups, slices, summaries, usage
     from monitor.store.keys import quotas_for
 
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -297,6 +297,7 @@ def run_rollup(
             for totals in hourly.values():
                 finish(totals)
             rollups.write_hourly(conn, hourly, now=now)
+            summaries.refresh_summaries(conn, start, calls_since=since)
         days = _days_of(hourly, tz)
         if retained_from is not None:  # a late call for a day partly past retention: keep the row
             days = {d: k for d, k in days.items() if recompute_span(d, tz)[0] >= retained_from}

@@ -24,7 +24,7 @@ def render(ctx: common.Context) -> None:
     st.title("Latency")
     st.caption(common.filters_caption(ctx))
     with ctx.engine.connect() as conn:
-        rows = hourly_rows(conn, ctx.filters, ctx.tz)
+        rows = hourly_rows(conn, ctx.filters, ctx.tz, error_classes=False)
     if not rows:
         st.info("No calls in this range.")
         return

@@ -20,7 +20,7 @@ def render(ctx: common.Context) -> None:
     st.caption(common.filters_caption(ctx))
     with ctx.engine.connect() as conn:
         days = daily_key_tokens(conn, ctx.filters, ctx.tz, ctx.settings.default_quota)
-        rows = hourly_rows(conn, ctx.filters, ctx.tz)
+        rows = hourly_rows(conn, ctx.filters, ctx.tz, error_classes=False)
         chosen = st.session_state.get("usage_label")
         labels = label_breakdown(conn, ctx.filters, ctx.tz, chosen)
     if not days:

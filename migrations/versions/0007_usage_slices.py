@@ -7,7 +7,7 @@ older than the hour holding the watermark, less the late window, are deleted by 
 Nothing reads this table but the rollup; it starts empty and the next run fills it in.
 
 Revision ID: 0007_usage_slices
-Revises: 0005_rollup_histograms
+Revises: 0006_dashboard_summaries
 Create Date: 2025-01-07
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007_usage_slices"
-down_revision: str | None = "0005_rollup_histograms"
+down_revision: str | None = "0006_dashboard_summaries"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

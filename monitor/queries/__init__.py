@@ -1,10 +1,20 @@
 """Every query the dashboard runs, as typed functions returning plain data.
 
 The Streamlit pages call these and hold no SQL. Charts read the rollups (``daily_usage``,
-``hourly_usage``), so they stay fast whatever the volume of ``api_calls``; tables of raw calls
-are bounded by the date range on the ``started_at`` index and a LIMIT.
+``hourly_usage``, and over all keys the summaries of :mod:`monitor.store.summaries`), so they stay
+fast whatever the volume of ``api_calls``; tables of raw calls are bounded by the date range on
+the ``started_at`` index and a LIMIT.
 """
 
+from monitor.queries.errors_latency import (
+    ErrorPoint,
+    ErrorTotals,
+    LatencyPoint,
+    error_series,
+    error_totals,
+    latency_series,
+    latency_summary,
+)
 from monitor.queries.filters import (
     DatabaseState,
     DatabaseStatus,
@@ -20,21 +30,14 @@ from monitor.queries.filters import (
 )
 from monitor.queries.series import (
     DayKeyTokens,
-    ErrorPoint,
-    ErrorTotals,
     HourRow,
     LabelBreakdown,
     LabelTokens,
-    LatencyPoint,
     ModelTokens,
     bucket_for,
     daily_key_tokens,
-    error_series,
-    error_totals,
     hourly_rows,
     label_breakdown,
-    latency_series,
-    latency_summary,
     tokens_by_model,
 )
 from monitor.queries.tables import (

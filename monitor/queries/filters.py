@@ -16,13 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.quota_day import day_end, day_start
 from monitor.rollup import ROLLUP_NAME
+from monitor.store import summaries
 from monitor.store.engine import (
     StoreError,
     check_schema,
     describe_url,
     upgrade_sqlite_on_first_use,
 )
-from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, Key, RollupState
+from monitor.store.models import ApiCall, DailyUsage, Key, RollupState
 from monitor.store.usage import hints_for
 
 #: How far back the endpoint choices look in ``api_calls`` (an index range, not a full scan).
@@ -128,14 +129,13 @@ def key_labels(conn: Connection) -> dict[str, str]:
 
 def model_choices(conn: Connection) -> list[str]:
     """Every model in the hourly rollup ("" is a call whose model was not recorded)."""
-    return sorted(conn.execute(select(HourlyUsage.model).distinct()).scalars())
+    return summaries.summary_models(conn)
 
 
 def endpoint_choices(conn: Connection, now: datetime | None = None) -> list[str]:
-    """Endpoints called in the last :data:`ENDPOINT_LOOKBACK` (read by ``started_at`` range)."""
+    """Endpoints called in the last :data:`ENDPOINT_LOOKBACK`, as of the last rollup."""
     since = (now or datetime.now(UTC)) - ENDPOINT_LOOKBACK
-    query = select(ApiCall.endpoint).where(ApiCall.started_at >= since).distinct()
-    return sorted(conn.execute(query).scalars())
+    return summaries.seen_values(conn, summaries.ENDPOINT, since)
 
 
 @dataclass(frozen=True, slots=True)

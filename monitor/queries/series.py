@@ -1,9 +1,10 @@
 """Time series for the dashboard's charts, read from the rollups wherever they can be.
 
-Everything hourly comes from ``hourly_usage`` (one row per key, UTC hour, model and streaming
-mode), so a chart costs the same at a thousand calls or ten million. Only an endpoint filter
-(which the rollups do not keep) and the label breakdown read ``api_calls``, bounded by the date
-range on the ``started_at`` index.
+Everything hourly comes from the rollups: ``usage_by_hour`` and ``errors_by_hour`` (summed over
+keys) when no key is chosen, ``hourly_usage`` (one row per key, UTC hour, model and streaming
+mode) otherwise, so a chart costs the same at a thousand calls or ten million. Only an endpoint
+filter (which the rollups do not keep) and the label breakdown read ``api_calls``, bounded by the
+date range on the ``started_at`` index; the breakdown not at all when no label was seen.
 
 Percentiles cannot be added up: where one bucket combines several rollup rows (several keys, or
 the hours of a day) the figure shown is their request-weighted mean, which is exact for a single
@@ -13,8 +14,8 @@ row and a close, stated approximation otherwise.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any, Final, Literal, cast
 
@@ -24,8 +25,9 @@ from sqlalchemy import cast as sql_cast
 from monitor.queries.filters import Filters
 from monitor.quota_day import day_start, quota_day
 from monitor.rollup import CallFacts, billed_tokens, group_hourly
-from monitor.store.keys import quota_for
-from monitor.store.models import ApiCall, DailyUsage, HourlyUsage
+from monitor.store import summaries
+from monitor.store.keys import quota_histories, quota_on
+from monitor.store.models import WEIGHTED_PERCENTILES, ApiCall, DailyUsage, HourlyUsage
 
 Bucket = Literal["hour", "day"]
 
@@ -67,38 +69,52 @@ def bucket_start(hour: datetime, bucket: Bucket, tz: tzinfo) -> datetime:
 
 
 def hourly_rows(
-    conn: Connection, filters: Filters, tz: tzinfo, *, by_key: bool = False
+    conn: Connection,
+    filters: Filters,
+    tz: tzinfo,
+    *,
+    by_key: bool = False,
+    error_classes: bool = True,
 ) -> list[HourRow]:
     """The hourly figures in the filters' range, oldest first.
 
     Summed over keys in the database (``key_id`` is :data:`ALL_KEYS`) unless ``by_key``: a chart
-    of 90 days then reads one row per hour, model and streaming mode, not one per key as well.
-    Percentiles of a summed row are the request-weighted mean of its keys'. With an endpoint
-    filter the figures are computed from the matching ``api_calls``, per key.
+    of 90 days then reads one row per hour, model and streaming mode, not one per key as well
+    (from ``usage_by_hour`` when no key is chosen). Percentiles of a summed row are the
+    request-weighted mean of its keys'. With an endpoint filter the figures are computed from
+    the matching ``api_calls``, per key.
+
+    A range charted by day (:func:`bucket_for`) on Postgres comes summed per quota day in the
+    database: one row per day (``hour`` is the day's start), model and mode. Without
+    ``error_classes`` every row's ``errors_by_class`` is left empty (one query fewer).
     """
     start, end = filters.utc_bounds(tz)
     if filters.endpoints:
         return _hourly_from_calls(conn, filters, start, end)
+    day_zone = _database_day_zone(conn, filters, tz)
+    if not by_key and not filters.key_ids:
+        return _hourly_from_summaries(conn, filters, tz, day_zone, error_classes)
     h = HourlyUsage
-    group: list[Any] = [h.hour, *([h.key_id] if by_key else []), h.model, h.stream]
+    when = h.hour if day_zone is None else summaries.quota_day_of(h.hour, day_zone)
+    group: list[Any] = [when, *([h.key_id] if by_key else []), h.model, h.stream]
     window = [h.hour >= start, h.hour < end]
     if filters.key_ids:
         window.append(h.key_id.in_(filters.key_ids))
     if filters.models:
         window.append(h.model.in_(filters.models))
     sums = [func.sum(getattr(h, name)) for name in _SUMMED_COLUMNS]
-    weighted = [_weighted_mean(getattr(h, name), h.requests) for name in _LATENCY_FIELDS]
+    weighted = [_weighted_mean(getattr(h, name), h.requests) for name in WEIGHTED_PERCENTILES]
     query = select(*group, *sums, *weighted).where(*window).group_by(*group).order_by(*group)
-    errors = _errors_by_class(conn, group, window)
+    errors = _errors_by_class(conn, group, window) if error_classes else {}
     width = len(group)
     rows = []
-    for row in conn.execute(query):
+    for row in conn.execute(query).all():
         head = tuple(row[:width])
         hour, key_id, model, stream = head if by_key else (head[0], ALL_KEYS, *head[1:])
         requests, errors_n, input_, output, total = (int(v) for v in row[width : width + 5])
         rows.append(
             HourRow(
-                hour,
+                hour if day_zone is None else day_start(hour, tz),
                 key_id,
                 model,
                 bool(stream),
@@ -108,7 +124,7 @@ def hourly_rows(
                 input_,
                 output,
                 total,
-                *(None if v is None else float(v) for v in row[width + 5 :]),
+                *(_float_or_none(v) for v in row[width + 5 :]),
             )
         )
     return rows
@@ -125,16 +141,60 @@ def _weighted_mean(column: Any, weight: Any) -> Any:
     return func.sum(column * weight) / func.nullif(known, 0)
 
 
+def _database_day_zone(conn: Connection, filters: Filters, tz: tzinfo) -> str | None:
+    """The zone name to sum a range charted by day per quota day in SQL, where the database can
+    (Postgres, a named zone); ``None``: read hours, and let the caller bucket them."""
+    if bucket_for(filters) != "day" or conn.dialect.name != "postgresql":
+        return None
+    zone = getattr(tz, "key", None)
+    return zone if isinstance(zone, str) else None
+
+
+def _hourly_from_summaries(
+    conn: Connection, filters: Filters, tz: tzinfo, day_zone: str | None, error_classes: bool
+) -> list[HourRow]:
+    """All keys' hours (or days, with ``day_zone``), read from ``usage_by_hour`` and
+    ``errors_by_hour`` (one row per hour, model and mode, kept from ``hourly_usage``)."""
+    start, end = filters.utc_bounds(tz)
+    errors: dict[tuple[Any, ...], dict[str, int]] = defaultdict(dict)
+    found = (
+        summaries.hour_errors(conn, start, end, filters.models, day_zone=day_zone)
+        if error_classes
+        else []
+    )
+    for error in found:
+        errors[(error.hour, error.model, bool(error.stream))][error.error_class] = int(error.errors)
+    rows = []
+    for row in summaries.hour_totals(conn, start, end, filters.models, day_zone=day_zone):
+        by_class = errors.get((row.hour, row.model, bool(row.stream)), {})
+        rows.append(
+            HourRow(
+                row.hour if day_zone is None else day_start(row.hour, tz),
+                ALL_KEYS,
+                row.model,
+                bool(row.stream),
+                int(row.requests),
+                int(row.errors),
+                dict(sorted(by_class.items())),
+                int(row.input_tokens),
+                int(row.output_tokens),
+                int(row.total_tokens),
+                *(_float_or_none(getattr(row, name)) for name in WEIGHTED_PERCENTILES),
+            )
+        )
+    return rows
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _errors_by_class(
     conn: Connection, group: list[Any], window: list[Any]
 ) -> dict[tuple[Any, ...], dict[str, int]]:
     """Errors per class per group, from the rows' ``errors_by_class`` documents."""
     h = HourlyUsage
-    postgres = conn.dialect.name == "postgresql"
-    each = (
-        func.jsonb_each_text(h.errors_by_class) if postgres else func.json_each(h.errors_by_class)
-    )
-    entries = each.table_valued("key", "value").alias("entry")
+    entries = summaries.json_entries(conn, h.errors_by_class)
     query = (
         select(*group, entries.c.key, func.sum(sql_cast(entries.c.value, BigInteger)))
         .select_from(h)
@@ -225,22 +285,20 @@ def daily_key_tokens(
     """
     if not filters.models and not filters.endpoints:
         d = DailyUsage
-        query = select(DailyUsage.__table__).where(d.day >= filters.start, d.day <= filters.end)
+        query = select(
+            d.day,
+            d.key_id,
+            d.total_tokens,
+            d.input_tokens,
+            d.output_tokens,
+            d.requests,
+            d.errors,
+            d.quota,
+        ).where(d.day >= filters.start, d.day <= filters.end)
         if filters.key_ids:
             query = query.where(d.key_id.in_(filters.key_ids))
-        return [
-            DayKeyTokens(
-                row.day,
-                row.key_id,
-                int(row.total_tokens),
-                int(row.input_tokens),
-                int(row.output_tokens),
-                int(row.requests),
-                int(row.errors),
-                int(row.quota),
-            )
-            for row in conn.execute(query.order_by(d.day, d.key_id))
-        ]
+        # The columns are selected in DayKeyTokens' order: 100 keys x 90 days is 9,000 rows.
+        return [DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).all()]
     sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for row in hourly_rows(conn, filters, tz, by_key=True):
         figures = sums[(quota_day(row.hour, tz), row.key_id)]
@@ -249,6 +307,7 @@ def daily_key_tokens(
         figures[2] += row.output_tokens
         figures[3] += row.requests
         figures[4] += row.errors
+    histories = quota_histories(conn, sorted({key_id for _, key_id in sums}))
     return [
         DayKeyTokens(
             day,
@@ -258,7 +317,7 @@ def daily_key_tokens(
             outputs,
             requests,
             errors,
-            quota=quota_for(conn, key_id, day, default_quota),
+            quota=quota_on(histories[key_id], day, default_quota),
         )
         for (day, key_id), (total, inputs, outputs, requests, errors) in sorted(sums.items())
     ]
@@ -316,9 +375,11 @@ def label_breakdown(
     """Tokens per day per value of the ``monitor.tags`` label ``label`` (the first name if None).
 
     Labels are not rolled up, so this reads ``api_calls`` in the range, newest first, at most
-    ``limit`` of them.
+    ``limit`` of them; none when no label was seen since the range began (as of the last rollup).
     """
     start, end = filters.utc_bounds(tz)
+    if not summaries.seen_values(conn, summaries.LABEL, start):
+        return LabelBreakdown(None, [], [], 0, False)
     c = ApiCall
     query = select(
         c.started_at, c.labels, c.error_type, c.total_tokens, c.input_tokens, c.output_tokens
@@ -351,116 +412,3 @@ def label_breakdown(
             figures[1] += 1
     rows = [LabelTokens(day, value, t, r) for (day, value), (t, r) in sorted(sums.items())]
     return LabelBreakdown(chosen, names, rows, len(calls), truncated)
-
-
-# --- errors and latency -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorPoint:
-    """Failed calls of one class in one bucket, and their share of all the bucket's calls."""
-
-    bucket: datetime
-    error_class: str
-    errors: int
-    requests: int
-
-    @property
-    def share(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-
-def error_series(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[ErrorPoint]:
-    """Errors by class per bucket; buckets with calls but no errors are left out."""
-    requests: dict[datetime, int] = defaultdict(int)
-    errors: dict[tuple[datetime, str], int] = defaultdict(int)
-    for row in rows:
-        b = bucket_start(row.hour, bucket, tz)
-        requests[b] += row.requests
-        for error_class, count in row.errors_by_class.items():
-            errors[(b, error_class)] += count
-    return [ErrorPoint(b, cls, n, requests[b]) for (b, cls), n in sorted(errors.items())]
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorTotals:
-    requests: int
-    errors: int
-    by_class: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-
-def error_totals(rows: Iterable[HourRow]) -> ErrorTotals:
-    """Calls, failed calls and failures by class over all of ``rows``."""
-    requests = errors = 0
-    by_class: dict[str, int] = defaultdict(int)
-    for row in rows:
-        requests += row.requests
-        errors += row.errors
-        for error_class, count in row.errors_by_class.items():
-            by_class[error_class] += count
-    ordered = dict(sorted(by_class.items(), key=lambda item: (-item[1], item[0])))
-    return ErrorTotals(requests, errors, ordered)
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyPoint:
-    """Latency and time-to-first-token percentiles (ms) of one model and mode in one bucket."""
-
-    bucket: datetime | None
-    model: str
-    stream: bool
-    requests: int
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    ttft_p50_ms: float | None
-    ttft_p95_ms: float | None
-
-
-_LATENCY_FIELDS: Final = (
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-)
-
-
-def _weighted(rows: Sequence[HourRow], name: str) -> float | None:
-    pairs = [(getattr(r, name), r.requests) for r in rows if getattr(r, name) is not None]
-    weight = sum(w for _, w in pairs)
-    if not pairs or weight <= 0:
-        return None
-    return float(sum(v * w for v, w in pairs) / weight)
-
-
-def _combine(
-    rows: Sequence[HourRow], bucket: datetime | None, model: str, stream: bool
-) -> LatencyPoint:
-    return LatencyPoint(
-        bucket,
-        model,
-        stream,
-        sum(r.requests for r in rows),
-        *(_weighted(rows, name) for name in _LATENCY_FIELDS),
-    )
-
-
-def latency_series(rows: Iterable[HourRow], bucket: Bucket, tz: tzinfo) -> list[LatencyPoint]:
-    """Percentiles per bucket per (model, streamed or not)."""
-    groups: dict[tuple[datetime, str, bool], list[HourRow]] = defaultdict(list)
-    for row in rows:
-        groups[(bucket_start(row.hour, bucket, tz), row.model, row.stream)].append(row)
-    return [_combine(g, b, m, s) for (b, m, s), g in sorted(groups.items())]
-
-
-def latency_summary(rows: Iterable[HourRow]) -> list[LatencyPoint]:
-    """Percentiles over the whole range per (model, streamed or not); ``bucket`` is None."""
-    groups: dict[tuple[str, bool], list[HourRow]] = defaultdict(list)
-    for row in rows:
-        groups[(row.model, row.stream)].append(row)
-    return [_combine(g, None, m, s) for (m, s), g in sorted(groups.items())]

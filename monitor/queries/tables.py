@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from monitor.queries.filters import Filters, key_labels
 from monitor.store import alerts as ledger
-from monitor.store.keys import KeyInfo, QuotaChange, list_keys, quota_for, quota_history
+from monitor.store.keys import KeyInfo, QuotaChange, list_keys, quota_histories, quota_on
 from monitor.store.models import ApiCall
 from monitor.store.usage import key_usage_for_day
 
@@ -110,9 +110,12 @@ class KeyDetail:
 def key_details(conn: Connection, today: date, default_quota: int) -> list[KeyDetail]:
     """Registered keys by name, then unnamed keys seen in traffic (with the default quota)."""
     registered: dict[str, KeyInfo] = {info.key_id: info for info in list_keys(conn)}
+    usages = key_usage_for_day(conn, today, default_quota=default_quota, include_idle=True)
+    histories = quota_histories(conn, [usage.key_id for usage in usages])
     result = []
-    for usage in key_usage_for_day(conn, today, default_quota=default_quota, include_idle=True):
+    for usage in usages:
         info = registered.get(usage.key_id)
+        history = histories[usage.key_id]
         result.append(
             KeyDetail(
                 key_id=usage.key_id,
@@ -120,10 +123,10 @@ def key_details(conn: Connection, today: date, default_quota: int) -> list[KeyDe
                 hint=usage.hint,
                 registered_at=info.created_at if info else None,
                 recipients=usage.recipients,
-                quota_today=quota_for(conn, usage.key_id, today, default_quota),
+                quota_today=quota_on(history, today, default_quota),
                 used_today=usage.total_tokens,
                 requests_today=usage.requests,
-                history=quota_history(conn, usage.key_id),
+                history=history,
             )
         )
     return result

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from monitor.alerts.forecast import Forecast, forecast_exhaustion
 from monitor.queries.filters import RollupFreshness, rollup_freshness
 from monitor.quota_day import day_end, day_start, quota_day
-from monitor.store.usage import KeyDayUsage, hourly_tokens, key_usage_for_day
+from monitor.store.usage import KeyDayUsage, hourly_tokens_by_key, key_usage_for_day
 
 HOUR = timedelta(hours=1)
 
@@ -113,11 +113,15 @@ def today_overview(
     today = quota_day(now, tz)
     start, reset = day_start(today, tz), day_end(today, tz)
     wanted = set(key_ids)
+    usages = [
+        usage
+        for usage in key_usage_for_day(conn, today, default_quota=default_quota)
+        if not wanted or usage.key_id in wanted
+    ]
+    hours = hourly_tokens_by_key(conn, [usage.key_id for usage in usages], start)
     keys: list[KeyToday] = []
-    for usage in key_usage_for_day(conn, today, default_quota=default_quota):
-        if wanted and usage.key_id not in wanted:
-            continue
-        hourly = hourly_tokens(conn, usage.key_id, start)
+    for usage in usages:
+        hourly = hours[usage.key_id]
         forecast = forecast_exhaustion(usage.total_tokens, usage.quota, hourly, now, start)
         keys.append(KeyToday(usage, forecast, burn_points(hourly, start, now)))
     return TodayOverview(today, now, start, reset, keys, rollup_freshness(conn))

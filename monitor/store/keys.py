@@ -171,6 +171,35 @@ def quota_history(conn: Connection, key_id: str) -> list[QuotaChange]:
     return [QuotaChange(effective_from=row.effective_from, quota=row.quota) for row in rows]
 
 
+def quota_histories(conn: Connection, key_ids: Sequence[str]) -> dict[str, list[QuotaChange]]:
+    """:func:`quota_history` of each of ``key_ids`` in one query (``[]`` for a key without)."""
+    histories: dict[str, list[QuotaChange]] = {key_id: [] for key_id in key_ids}
+    if not histories:
+        return histories
+    rows = conn.execute(
+        select(KeyQuota.key_id, KeyQuota.effective_from, KeyQuota.quota)
+        .where(KeyQuota.key_id.in_(list(histories)))
+        .order_by(KeyQuota.key_id, KeyQuota.effective_from)
+    )
+    for row in rows:
+        histories[row.key_id].append(QuotaChange(row.effective_from, int(row.quota)))
+    return histories
+
+
+def quota_on(history: Sequence[QuotaChange], day: date, default: int) -> int:
+    """The quota in force on ``day`` by a key's ``history`` (oldest first), as :func:`quota_for`.
+
+    >>> quota_on([QuotaChange(date(2026, 11, 1), 5_000_000)], date(2026, 10, 31), 500_000)
+    500000
+    """
+    quota = default
+    for change in history:
+        if change.effective_from > day:
+            break
+        quota = change.quota
+    return quota
+
+
 def _latest_quota(
     key_id: str | SQLColumnExpression[str], day: date | SQLColumnExpression[date]
 ) -> Select[int]:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -102,6 +103,12 @@ class ApiCall(Base):
     __table_args__ = (
         Index("ix_api_calls_started_at", "started_at"),
         Index("ix_api_calls_key_id_started_at", "key_id", "started_at"),
+        Index(
+            "ix_api_calls_failed_started_at",
+            "started_at",
+            postgresql_where=text("error_type IS NOT NULL"),
+            sqlite_where=text("error_type IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -261,6 +268,74 @@ class UsageSlice(Base):
     latency_max_ms: Mapped[float | None] = mapped_column(Float)
     ttft_min_ms: Mapped[float | None] = mapped_column(Float)
     ttft_max_ms: Mapped[float | None] = mapped_column(Float)
+
+
+# --- Dashboard summaries (migration 0006_dashboard_summaries) -----------------------------------
+
+#: The percentiles of ``hourly_usage`` that the dashboard combines as request-weighted means.
+WEIGHTED_PERCENTILES: Final = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+)
+
+
+def _weighted_percentile_columns() -> list[Column[Any]]:
+    """Per percentile: the sum of ``value * requests`` and of ``requests`` where it is known."""
+    columns: list[Column[Any]] = []
+    for name in WEIGHTED_PERCENTILES:
+        columns.append(Column(f"{name}_weighted", Float, nullable=True))
+        columns.append(Column(f"{name}_weight", BigInteger, nullable=False, server_default="0"))
+    return columns
+
+
+class UsageByHour(Base):
+    """``hourly_usage`` summed over keys: one row per UTC hour, model and streaming mode.
+
+    Kept by :func:`monitor.store.summaries.refresh_summaries` from ``hourly_usage`` alone, so a
+    chart over all keys reads one row per hour, model and mode whatever the number of keys.
+    """
+
+    __tablename__ = "usage_by_hour"
+    __table_args__ = tuple(_weighted_percentile_columns())
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class ErrorsByHour(Base):
+    """Failed calls per UTC hour, model, streaming mode and error class, summed over keys."""
+
+    __tablename__ = "errors_by_hour"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    error_class: Mapped[str] = mapped_column(String(), primary_key=True)
+    errors: Mapped[int] = mapped_column(BigInteger)
+
+
+class SeenValue(Base):
+    """A value seen in ``api_calls`` (an endpoint, a label name) and when it was last seen.
+
+    Kept by the rollup from the calls it reads, so the dashboard's choices never scan raw calls.
+    """
+
+    __tablename__ = "seen_values"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(), primary_key=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RollupState(Base):

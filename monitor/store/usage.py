@@ -13,12 +13,13 @@ search 412000 500000
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Insert, Table, func, select, update
+from sqlalchemy import Connection, Insert, String, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.quota_day import hour_start
@@ -35,9 +36,11 @@ __all__ = [
     "calls_between",
     "calls_since",
     "daily_rows",
+    "dialect_insert",
     "get_watermark",
     "hints_for",
     "hourly_tokens",
+    "hourly_tokens_by_key",
     "key_usage_for_day",
     "quota_for",
     "refresh_daily_quotas",
@@ -112,7 +115,7 @@ def calls_between(conn: Connection, key_id: str, start: datetime, end: datetime)
     return _facts(conn.execute(query))
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT that supports ``on_conflict_do_update``."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -124,7 +127,7 @@ def _insert(conn: Connection, table: Table) -> Any:
 def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
     if not rows:
         return
-    statement = _insert(conn, table).values(rows)
+    statement = dialect_insert(conn, table).values(rows)
     updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
     upsert: Insert = statement.on_conflict_do_update(index_elements=keys, set_=updates)
     conn.execute(upsert)
@@ -222,15 +225,23 @@ def hints_for(conn: Connection, key_ids: Iterable[str]) -> dict[str, str | None]
     registered = conn.execute(select(Key.key_id, Key.hint).where(Key.key_id.in_(wanted)))
     for key_id, registered_hint in registered:
         hints[key_id] = registered_hint
-    missing = [key_id for key_id, hint in hints.items() if hint is None]
+    missing = sorted(key_id for key_id, hint in hints.items() if hint is None)
     if missing:
-        seen = conn.execute(
-            select(ApiCall.key_id, func.max(ApiCall.key_hint))
-            .where(ApiCall.key_id.in_(missing))
-            .group_by(ApiCall.key_id)
+        # One call's hint per key (a key id always has the same hint): an index probe per key
+        # on (key_id, started_at), where a GROUP BY would read every call of every key.
+        if conn.dialect.name == "postgresql":
+            ids = func.unnest(postgresql.array(missing, type_=String())).table_valued("value")
+            asked = ids.render_derived(name="asked")
+        else:
+            asked = func.json_each(json.dumps(missing)).table_valued("value").alias("asked")
+        hint = (
+            select(ApiCall.key_hint)
+            .where(ApiCall.key_id == asked.c.value, ApiCall.key_hint.is_not(None))
+            .limit(1)
+            .scalar_subquery()
         )
-        for seen_id, seen_hint in seen:
-            if seen_id is not None:
+        for seen_id, seen_hint in conn.execute(select(asked.c.value, hint)):
+            if seen_hint is not None:
                 hints[seen_id] = seen_hint
     return hints
 
@@ -283,6 +294,25 @@ def key_usage_for_day(
                 recipients=tuple(key.recipients or ()) if key is not None else (),
             )
         )
+    return result
+
+
+def hourly_tokens_by_key(
+    conn: Connection, key_ids: Iterable[str], since_utc: datetime
+) -> dict[str, list[tuple[datetime, int]]]:
+    """:func:`hourly_tokens` of each of ``key_ids``, in one query."""
+    result: dict[str, list[tuple[datetime, int]]] = {key_id: [] for key_id in key_ids}
+    if not result:
+        return result
+    h = HourlyUsage
+    rows = conn.execute(
+        select(h.key_id, h.hour, func.sum(h.total_tokens))
+        .where(h.hour >= hour_start(since_utc), h.key_id.in_(list(result)))
+        .group_by(h.key_id, h.hour)
+        .order_by(h.key_id, h.hour)
+    )
+    for key_id, when, total in rows:
+        result[key_id].append((when, int(total)))
     return result
 
 
