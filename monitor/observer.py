@@ -115,22 +115,26 @@ class CallObserver:
         in memory whole.
         """
         if self._deferring:
+            pending = self._pending
             if not self.strip_usage_chunk:
-                self._defer(chunk)
-                return chunk
-            splitter = self._splitter
-            if (
-                splitter is not None
-                and splitter.idle
-                and chunk.endswith(b"\n\n")
+                pending.append(chunk)
+            elif (
+                chunk.endswith(b"\n\n")
                 and b"\r" not in chunk
-            ):
-                out = without_null_usage(chunk)
-                if b'"usage"' not in out and b'"error"' not in out and b"event:" not in out:
-                    self._defer(out)
-                    return out
-            self._flush_pending()
-            return self._filter_decoded(chunk)
+                and (pending or self._splitter_idle())
+                and b'"usage"' not in (out := without_null_usage(chunk))
+                and b'"error"' not in out
+                and b"event:" not in out
+            ):  # whole plain events, passed on with their null usage taken out
+                pending.append(out)
+                chunk = out
+            else:
+                self._flush_pending()
+                return self._filter_decoded(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size > PENDING_LIMIT:
+                self._flush_pending()
+            return chunk
         if self.strip_usage_chunk:
             if self._identity:
                 out = self._filter_decoded(chunk)
@@ -149,11 +153,8 @@ class CallObserver:
                 )
         return chunk
 
-    def _defer(self, piece: bytes) -> None:
-        self._pending.append(piece)
-        self._pending_size += len(piece)
-        if self._pending_size > PENDING_LIMIT:
-            self._flush_pending()
+    def _splitter_idle(self) -> bool:
+        return self._splitter is not None and self._splitter.idle
 
     def _flush_pending(self) -> None:
         """Read the pieces kept back, in order, as one piece (splitting and decoding are
