@@ -21,6 +21,8 @@ from monitor.usage import ErrorInfo, RequestFacts, Usage, body_facts, estimate_t
 
 BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
 BODY_TAIL_KEEP: Final = 64 * 1024
+#: Once a stream's first content is seen, its pieces are read in batches of about this size.
+PENDING_LIMIT: Final = 64 * 1024
 CLIENT_CLOSED: Final = "client_closed"
 
 
@@ -69,6 +71,11 @@ class CallObserver:
         self._body: bytearray | None = None
         self._body_truncated = False
         self._body_ended = False
+        # After the first content (TTFT) nothing in a stream is needed until it ends, so the
+        # pieces are kept back (bounded) and read in one go: one pass per batch, not per event.
+        self._deferring = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     # -- response arrives -------------------------------------------------------------------
     def on_response(self, status: int, headers: Mapping[str, str]) -> bool:
@@ -107,15 +114,68 @@ class CallObserver:
         result is an iterator of decoded pieces, each bounded, so a compression bomb never sits
         in memory whole.
         """
+        if self._deferring:
+            pending = self._pending
+            if not self.strip_usage_chunk:
+                pending.append(chunk)
+            elif (
+                chunk.endswith(b"\n\n")
+                and b"\r" not in chunk
+                and (pending or self._splitter_idle())
+                and b'"usage"' not in (out := without_null_usage(chunk))
+                and b'"error"' not in out
+                and b"event:" not in out
+            ):  # whole plain events, passed on with their null usage taken out
+                pending.append(out)
+                chunk = out
+            else:
+                self._flush_pending()
+                return self._filter_decoded(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size > PENDING_LIMIT:
+                self._flush_pending()
+            return chunk
         if self.strip_usage_chunk:
-            return self._filter_decoded(chunk) if self._identity else self._rewrite(chunk)
+            if self._identity:
+                out = self._filter_decoded(chunk)
+                self._deferring = self._reader is not None and self._reader.saw_content
+                return out
+            return self._rewrite(chunk)
         if self._observing:
             try:
                 self._observe(chunk)
             except Exception as exc:
                 self._observing = False
                 report_failure("reading a response body", exc)
+            else:
+                self._deferring = (
+                    self._observing and self._reader is not None and self._reader.saw_content
+                )
         return chunk
+
+    def _splitter_idle(self) -> bool:
+        return self._splitter is not None and self._splitter.idle
+
+    def _flush_pending(self) -> None:
+        """Read the pieces kept back, in order, as one piece (splitting and decoding are
+        incremental, so that reads the same as piece by piece)."""
+        if not self._pending:
+            return
+        joined = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        try:
+            if self.strip_usage_chunk:  # whole plain events, passed on with nulls removed
+                assert self._splitter is not None
+                if not self._read_whole(joined):
+                    for event in self._splitter.feed(joined):
+                        self._read_event(event, drop=True)
+            elif self._observing:
+                self._observe(joined)
+        except Exception as exc:
+            self._observing = False
+            report_failure("reading a response body", exc)
+        self._deferring = self._observing
 
     def _decoded(self, chunk: bytes) -> Iterable[bytes]:
         """The decoded pieces of ``chunk``, produced one at a time as they are read."""
@@ -193,6 +253,7 @@ class CallObserver:
 
     def on_end(self) -> bytes:
         """The body was read to its end. Returns bytes still held back for the caller."""
+        self._flush_pending()
         self._body_ended = True
         tail = b""
         if self.strip_usage_chunk and self._splitter is not None and self._decoder is not None:
@@ -234,6 +295,7 @@ class CallObserver:
     def on_close(self) -> None:
         if self._done:
             return
+        self._flush_pending()
         reader = self._reader
         if reader is not None and (reader.ended or reader.error is not None):
             self._finish(None)  # closed after the end marker: the normal openai SDK path
@@ -248,6 +310,7 @@ class CallObserver:
             return
         self._done = True
         try:
+            self._flush_pending()
             self._complete(failure)
             self._submit(self.record)
         except Exception as exc:

@@ -30,6 +30,8 @@ _ERROR_KEY: Final = re.compile(rb'^\s*\{\s*"error"\s*:')
 
 
 _NULL_USAGE: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
+#: What ``_NULL_USAGE`` matches in nearly every chunk, with the brace after it.
+_NULL_USAGE_LAST: Final = b',"usage":null}'
 
 
 def without_null_usage(raw: bytes) -> bytes:
@@ -39,6 +41,9 @@ def without_null_usage(raw: bytes) -> bytes:
     asked on the caller's behalf, takes it out again. (A JSON string cannot contain an unescaped
     ``"usage"``, so only the real field matches.)
     """
+    if b'"usage"' not in raw:
+        return raw
+    raw = raw.replace(_NULL_USAGE_LAST, b"}")  # the usual form, as the last field, in C
     if b'"usage"' not in raw:
         return raw
     return _NULL_USAGE.sub(b"", raw)
@@ -52,6 +57,9 @@ def _loads(data: bytes) -> Any:
 
 
 def _text_chars(matches: list[bytes]) -> tuple[int, int]:
+    joined = b"".join(matches)
+    if joined.isascii() and b"\\" not in joined:  # the usual text: one byte a character
+        return len(joined), 0
     chars = non_ascii = 0
     for raw in matches:
         if raw.isascii() and b"\\" not in raw:

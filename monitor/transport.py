@@ -9,7 +9,6 @@ exceptions and timing are left as they were: our failures are swallowed in one p
 
 from __future__ import annotations
 
-import copy
 import functools
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -61,7 +60,7 @@ class CallStarter:
         url = request.url
         path = url.path
         api = api_for_path(path)
-        headers = pick_headers(request.headers.raw, _REQUEST_HEADERS)
+        headers = pick_headers(request.headers, _REQUEST_HEADERS)
         record = CallRecord(
             started_at=datetime.now(UTC),
             api=api,
@@ -100,11 +99,13 @@ class CallStarter:
         return known
 
 
-def pick_headers(raw: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
-    """The wanted headers (lower-case names) in one pass over the raw header list."""
+def pick_headers(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
+    """The wanted headers of an httpx/httpx2 ``Headers`` (lower-case names), in one pass."""
     picked: dict[str, str] = {}
-    for name, value in raw:
-        lowered = name.lower()
+    entries = getattr(headers, "_list", None)  # (raw name, lower-case name, value) in both
+    if entries is None:
+        entries = [(name, name.lower(), value) for name, value in headers.raw]
+    for _, lowered, value in entries:
         if lowered in names:
             picked[lowered.decode("latin-1")] = value.decode("latin-1")
     return picked
@@ -120,7 +121,8 @@ def _request_body(request: Any) -> bytes:
 
 def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
     """A copy of ``request`` carrying ``body``; the caller's own request object is untouched."""
-    rewritten = copy.copy(request)
+    rewritten = object.__new__(type(request))
+    rewritten.__dict__.update(request.__dict__)
     headers = request.headers.copy()
     headers["Content-Length"] = str(len(body))
     rewritten.headers = headers
@@ -130,7 +132,7 @@ def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
 
 
 def _note_response(observer: CallObserver, response: Any) -> None:
-    headers = pick_headers(response.headers.raw, RESPONSE_HEADERS)
+    headers = pick_headers(response.headers, RESPONSE_HEADERS)
     if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
             if name in response.headers:
