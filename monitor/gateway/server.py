@@ -71,11 +71,11 @@ class RunningGateway(ServerThread):
         self,
         settings: Settings,
         *,
-        upstream_client: httpx2.AsyncClient | None = None,
+        upstream_transport: httpx2.AsyncBaseTransport | None = None,
         recorder: SupportsSubmit | None = None,
         guard: QuotaGuard | None = None,
     ) -> None:
         app = create_gateway_app(
-            settings, upstream_client=upstream_client, recorder=recorder, guard=guard
+            settings, upstream_transport=upstream_transport, recorder=recorder, guard=guard
         )
         super().__init__(lambda host, port: gateway_config(app, host, port, "warning"), "gateway")

@@ -31,10 +31,12 @@ def gateway_for(sim: RunningSimulator) -> Iterator[GatewayFactory]:
     """Start a gateway (to the simulator unless ``upstream_url`` says otherwise); stopped after."""
     with ExitStack() as stack:
 
-        def start(recorder: Any = None, upstream_client: Any = None, **overrides: Any) -> Any:
+        def start(recorder: Any = None, upstream_transport: Any = None, **overrides: Any) -> Any:
             overrides.setdefault("upstream_url", sim.base_url)
             settings: Settings = load_settings(**overrides)
-            gateway = RunningGateway(settings, recorder=recorder, upstream_client=upstream_client)
+            gateway = RunningGateway(
+                settings, recorder=recorder, upstream_transport=upstream_transport
+            )
             return stack.enter_context(gateway)
 
         yield start
