@@ -225,8 +225,9 @@ class ProxyExchange:
             self._answered = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        length = upstream.headers.get("content-length")
-        if length is None:  # no length from the upstream: the whole body tells it
+        length = upstream.headers.get("content-length", "")
+        if not length.isdigit() or upstream.status_code in (204, 304):
+            # No length from the upstream (or none that a body follows): the whole body tells it.
             body = b"".join([chunk async for chunk in stream])
             headers.append((b"content-length", str(len(body)).encode()))
             self._started = self._answered = True
@@ -234,17 +235,17 @@ class ProxyExchange:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         # The upstream's length holds (the monitor rewrites only event streams). Each piece goes
-        # on when the next arrives, so the last one can close the body in the same message.
+        # on when the next arrives, so the last one ends the answer once the body has ended and
+        # the call's record is handed over: the client never has its answer before the monitor.
         headers.append((b"content-length", length.encode("latin-1")))
-        held: bytes | None = None
+        held = b""
         async for chunk in stream:
-            if not chunk:
-                continue
-            if held is not None:
-                await self._send_piece(start, send, held, more=True)
-            held = chunk
+            if chunk:
+                if held:
+                    await self._send_piece(start, send, held, more=True)
+                held = chunk
         self._answered = True
-        await self._send_piece(start, send, held or b"", more=False)
+        await self._send_piece(start, send, held, more=False)
 
     async def _send_piece(self, start: Message, send: Send, piece: bytes, *, more: bool) -> None:
         if not self._started:

@@ -49,6 +49,7 @@ def gateway_config(app: Any, host: str, port: int, log_level: str = "info") -> u
         lifespan="on",
         log_level=log_level,
         access_log=False,  # every call is recorded in api_calls; a log line adds latency
+        proxy_headers=False,  # the client's address is not used: no X-Forwarded-For middleware
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
         date_header=False,
