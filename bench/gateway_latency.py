@@ -1,10 +1,12 @@
 """Latency the gateway adds per call on loopback, against the simulator with no artificial latency.
 
 The simulator and the gateway (``longcat-monitor gateway``, recording to a throw-away SQLite file)
-each run in their own process; this process is the client. Calls go alternately straight to the
-simulator and through the gateway, over kept-alive connections, so both see the same machine load.
-Printed: p50 and p99 of non-streamed calls, and of a stream's time to first byte, direct and
-through the gateway, the difference and the ratio. Target: p50 added under 1 ms.
+each run in their own process; this process is the client. Calls go in pairs, one straight to the
+simulator and one through the gateway, over kept-alive connections, the order swapped every pair,
+so both paths see the same machine load and neither always runs first. Printed: p50 and p99 of
+non-streamed calls, and of a stream's time to first byte, direct and through the gateway, the
+difference and the ratio; the median of the per-pair differences (steadier on a busy machine);
+and the CPU time per call of the gateway process and of this client. Target: p50 added under 1 ms.
 
     .venv/bin/python -m bench.gateway_latency [--calls 2000]
 """
@@ -19,11 +21,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
 
-from bench.common import free_port, machine, simulator_process, wait_for_port
+from bench.common import free_port, machine, median, simulator_process, wait_for_port
 from monitor.rollup import percentile
 
 KEY = "sk-bench-gateway-0000000000000000"
@@ -31,9 +34,26 @@ MESSAGES = [{"role": "user", "content": "Say something short."}]
 GATEWAY_CODE = "from monitor.cli import main; main()"
 
 
+@dataclass
+class Gateway:
+    """A running gateway process."""
+
+    base_url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process so far (Linux only; else None)."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def gateway_process(upstream: str) -> Iterator[str]:
-    """``longcat-monitor gateway`` to ``upstream`` in its own process; yields its base URL."""
+def gateway_process(upstream: str) -> Iterator[Gateway]:
+    """``longcat-monitor gateway`` to ``upstream`` in its own process."""
     port = free_port()
     with tempfile.TemporaryDirectory() as home:
         env = {
@@ -49,7 +69,7 @@ def gateway_process(upstream: str) -> Iterator[str]:
         )
         try:
             wait_for_port(port)
-            yield f"http://127.0.0.1:{port}"
+            yield Gateway(f"http://127.0.0.1:{port}", proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
@@ -81,27 +101,53 @@ def timed_first_byte(client: httpx2.Client, base: str) -> float:
     return first
 
 
+@dataclass
+class Run:
+    """The latencies of one kind of call, direct and through the gateway, in pairs."""
+
+    straight: list[float] = field(default_factory=list)
+    through: list[float] = field(default_factory=list)
+    gateway_cpu_s: float | None = None
+    client_cpu_s: float = 0.0
+
+
 def measure(
-    calls: int, direct: str, gateway: str, once: Callable[[httpx2.Client, str], float]
-) -> tuple[list[float], list[float]]:
+    calls: int, direct: str, gateway: Gateway, once: Callable[[httpx2.Client, str], float]
+) -> Run:
+    run = Run()
     with httpx2.Client() as to_sim, httpx2.Client() as to_gateway:
         for _ in range(min(100, calls)):  # warm up connections, imports, caches
             once(to_sim, direct)
-            once(to_gateway, gateway)
-        straight, through = [], []
-        for _ in range(calls):
-            straight.append(once(to_sim, direct))
-            through.append(once(to_gateway, gateway))
-    return straight, through
+            once(to_gateway, gateway.base_url)
+        gateway_cpu, client_cpu = gateway.cpu_seconds(), time.process_time()
+        for i in range(calls):
+            if i % 2:
+                run.through.append(once(to_gateway, gateway.base_url))
+                run.straight.append(once(to_sim, direct))
+            else:
+                run.straight.append(once(to_sim, direct))
+                run.through.append(once(to_gateway, gateway.base_url))
+        run.client_cpu_s = time.process_time() - client_cpu
+        gateway_cpu_end = gateway.cpu_seconds()
+        if gateway_cpu is not None and gateway_cpu_end is not None:
+            run.gateway_cpu_s = gateway_cpu_end - gateway_cpu
+    return run
 
 
-def report(title: str, straight: list[float], through: list[float]) -> None:
-    print(f"\n{title} ({len(straight)} calls each)")
+def report(title: str, run: Run) -> None:
+    straight, through = run.straight, run.through
+    calls = len(straight)
+    print(f"\n{title} ({calls} calls each)")
     print(f"{'':>10}  {'direct':>9}  {'gateway':>9}  {'added':>9}  {'ratio':>6}")
     for name, q in (("p50", 0.5), ("p99", 0.99)):
         a = percentile(straight, q) or 0.0
         b = percentile(through, q) or 0.0
         print(f"{name:>10}  {a:7.3f}ms  {b:7.3f}ms  {b - a:7.3f}ms  {b / a:5.2f}x")
+    paired = median([b - a for a, b in zip(straight, through, strict=True)])
+    print(f"median of per-pair differences: {paired:.3f} ms")
+    if run.gateway_cpu_s is not None:
+        print(f"gateway process CPU per call: {run.gateway_cpu_s / calls * 1e6:.0f} us", end="; ")
+    print(f"client CPU per pair of calls: {run.client_cpu_s / calls * 1e6:.0f} us")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,10 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"gateway latency on loopback; {machine()}")
     with simulator_process() as sim, gateway_process(sim) as gateway:
-        report("non-streamed call, whole answer", *measure(args.calls, sim, gateway, timed_call))
+        report("non-streamed call, whole answer", measure(args.calls, sim, gateway, timed_call))
         report(
             "streamed call, time to first byte",
-            *measure(args.calls // 2, sim, gateway, timed_first_byte),
+            measure(args.calls // 2, sim, gateway, timed_first_byte),
         )
 
 
