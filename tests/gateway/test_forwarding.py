@@ -7,10 +7,11 @@ from typing import Any
 import httpx2
 import pytest
 from capture import CapturedCalls
-from gateway_support import KEY, MESSAGES, masked
+from gateway_support import KEY, MESSAGES, GatewayFactory, masked
 
 import monitor
 from monitor.gateway import RunningGateway
+from monitor.gateway.upstream import UpstreamTransport
 from monitor.records import CallRecord
 from monitor.simulator import RunningSimulator
 
@@ -151,3 +152,15 @@ def test_other_paths_are_not_forwarded(gateway: RunningGateway, captured: Captur
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert captured.records == []
+
+
+def test_calls_reuse_one_upstream_connection(
+    gateway_for: GatewayFactory, captured: CapturedCalls
+) -> None:
+    upstream = UpstreamTransport()
+    gateway = gateway_for(recorder=captured, upstream_transport=upstream)
+    with httpx2.Client() as client:
+        for body in ({}, {"stream": True}, {}):
+            assert call(client, gateway.base_url + OPENAI, body, {})[0] == 200
+    assert len(upstream.connections) == 1  # kept alive between calls, not one per call
+    assert len(captured.records) == 3
