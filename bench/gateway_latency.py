@@ -32,6 +32,7 @@ from monitor.rollup import percentile
 KEY = "sk-bench-gateway-0000000000000000"
 MESSAGES = [{"role": "user", "content": "Say something short."}]
 GATEWAY_CODE = "from monitor.cli import main; main()"
+GATEWAY_START_TIMEOUT_S = 90.0  # imports and migrations can take long on a busy machine
 
 
 @dataclass
@@ -68,7 +69,7 @@ def gateway_process(upstream: str) -> Iterator[Gateway]:
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_for_port(port)
+            wait_for_port(port, timeout=GATEWAY_START_TIMEOUT_S)
             yield Gateway(f"http://127.0.0.1:{port}", proc.pid)
         finally:
             proc.terminate()
