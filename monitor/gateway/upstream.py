@@ -37,6 +37,9 @@ DEFAULT_MAX_IDLE: Final = 50
 KEEPALIVE_EXPIRY_S: Final = 5.0
 #: Response bytes held for a slow reader before the connection stops reading from the upstream.
 READ_BUFFER_LIMIT: Final = 256 * 1024
+#: How long closing the transport waits for its connections to end (a TLS close takes a round
+#: trip) before it drops the ones left.
+CLOSE_TIMEOUT_S: Final = 1.0
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _NO_BODY_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
@@ -50,6 +53,7 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.ended: asyncio.Future[None] | None = None  # done once the connection is lost
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
@@ -70,6 +74,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.ended = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -80,6 +85,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(None)
         if self.complete or self.error is not None:
             return
         if not self.head_done:
@@ -331,12 +338,21 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         return self._ssl_context
 
     async def aclose(self) -> None:
-        for pool in self._idle.values():
-            for connection in pool:
-                connection.close()
+        """Close every connection and wait (up to :data:`CLOSE_TIMEOUT_S`) until each has ended,
+        so none is left open under an event loop about to close."""
+        connections = [c for pool in self._idle.values() for c in pool] + list(self._busy)
         self._idle.clear()
-        for connection in list(self._busy):
+        for connection in connections:
             connection.close()
+        ending = [c.ended for c in connections if c.ended is not None and not c.ended.done()]
+        if not ending:
+            return
+        _, late = await asyncio.wait(ending, timeout=CLOSE_TIMEOUT_S)
+        if late:
+            for connection in connections:
+                if connection.transport is not None and connection.ended in late:
+                    connection.transport.abort()
+            await asyncio.wait(late, timeout=CLOSE_TIMEOUT_S)
 
 
 async def _body(request: httpx2.Request) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 import pytest
 from capture import CapturedCalls
-from gateway_support import KEY, MESSAGES, GatewayFactory, masked
+from gateway_support import ANTHROPIC, KEY, MESSAGES, OPENAI, GatewayFactory, call
 
 import monitor
 from monitor.gateway import RunningGateway
@@ -15,8 +15,6 @@ from monitor.gateway.upstream import UpstreamTransport
 from monitor.records import CallRecord
 from monitor.simulator import RunningSimulator
 
-OPENAI = "/openai/v1/chat/completions"
-ANTHROPIC = "/anthropic/v1/messages"
 CASES = [
     ("openai body", OPENAI, {}, {}),
     ("openai stream", OPENAI, {"stream": True}, {}),
@@ -61,28 +59,6 @@ COMPARED = (
     "reasoning_tokens",
     "usage_source",
 )
-
-
-def call(client: httpx2.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
-    """(status, content-type, content-encoding, decoded body, the error that ended it if any)."""
-    payload = {"model": "LongCat-Flash-Chat", "max_tokens": 64, "messages": MESSAGES, **body}
-    received = bytearray()
-    error = None
-    with client.stream(
-        "POST", url, json=payload, headers={"authorization": f"Bearer {KEY}", **headers}
-    ) as response:
-        try:
-            for chunk in response.iter_bytes():
-                received += chunk
-        except httpx2.TransportError as exc:
-            error = type(exc).__name__
-        return (
-            response.status_code,
-            response.headers.get("content-type"),
-            response.headers.get("content-encoding"),
-            masked(bytes(received)),
-            error,
-        )
 
 
 def facts(record: CallRecord) -> dict[str, Any]:
