@@ -399,9 +399,10 @@ def new_upstream_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
 
 
 def environment_proxy(url: httpx2.URL) -> str | None:
-    """The proxy the environment's ``*_PROXY`` variables name for ``url``, if any."""
+    """The proxy the environment's ``*_PROXY`` variables name for ``url``, if any; one given as
+    ``host:port`` is an ``http://`` proxy, as ``httpx2`` and curl take it."""
     proxies = urllib.request.getproxies()
     proxy = proxies.get(url.scheme) or proxies.get("all")
     if not proxy or urllib.request.proxy_bypass(url.host):
         return None
-    return proxy
+    return proxy if "://" in proxy else f"http://{proxy}"
