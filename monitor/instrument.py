@@ -72,6 +72,29 @@ def _instrument_http_client(client: Any, http: types.ModuleType, starter: CallSt
     }
 
 
+def instrument_transport(
+    transport: Any,
+    http: types.ModuleType,
+    *,
+    recorder: SupportsSubmit | None = None,
+    source: str = "wrapper",
+) -> Any:
+    """``transport`` (an ``httpx``/``httpx2`` transport, sync or async, of module ``http``)
+    inside the monitored transport, for code that sends requests without a client.
+
+    >>> transport = instrument_transport(httpx2.AsyncHTTPTransport(), httpx2)  # doctest: +SKIP
+    """
+    starter = CallStarter(_submit_to(recorder), _key_secret, source=source)
+    return _wrap(transport, http, starter, isinstance(transport, http.AsyncBaseTransport))
+
+
+def _submit_to(recorder: SupportsSubmit | None) -> Callable[[CallRecord], None]:
+    if recorder is not None:
+        return recorder.submit
+    _start_default_recorder()
+    return _default_submit
+
+
 def instrument(
     client: ClientT, *, recorder: SupportsSubmit | None = None, source: str = "wrapper"
 ) -> ClientT:
@@ -88,12 +111,7 @@ def instrument(
     ...     OpenAI(base_url="https://api.longcat.chat/openai", api_key="...")
     ... )
     """
-    submit: Callable[[CallRecord], None] = (
-        recorder.submit if recorder is not None else _default_submit
-    )
-    if recorder is None:
-        _start_default_recorder()
-    starter = CallStarter(submit, _key_secret, source=source)
+    starter = CallStarter(_submit_to(recorder), _key_secret, source=source)
     http = _http_module_of(client)
     if http is not None:
         _instrument_http_client(client, http, starter)

@@ -1,10 +1,12 @@
 """The gateway's ASGI app: ``/openai/...`` and ``/anthropic/...`` forwarded to the upstream.
 
-Every call goes out through an ``httpx2.AsyncClient`` wrapped by :func:`monitor.instrument`
-(``source="gateway"``), so it is recorded by the same monitored transport as a wrapped SDK call.
-The client gets the upstream's status, headers (less hop-by-hop ones) and raw body bytes, still
-compressed if they were; a stream is relayed chunk by chunk as it arrives. The key travels upstream
-unchanged and is kept only as the transport keeps it: as a fingerprint.
+Every call goes out through the monitored transport
+(:func:`~monitor.instrument.instrument_transport`, ``source="gateway"``) around
+:class:`~monitor.gateway.upstream.UpstreamTransport`, so it is recorded exactly as a wrapped SDK
+call is. The client gets the upstream's status, headers (less hop-by-hop ones) and raw body bytes,
+still compressed if they were; a stream is relayed chunk by chunk as it arrives. The key travels
+upstream unchanged and is kept only as the transport keeps it: as a fingerprint. A plain ASGI app:
+the hot path is one function call deep.
 
 >>> app = create_gateway_app(load_settings())  # doctest: +SKIP
 >>> uvicorn.run(app, host="127.0.0.1", port=8787)  # doctest: +SKIP
@@ -12,59 +14,66 @@ unchanged and is kept only as the transport keeps it: as a fingerprint.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hmac
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio
 import httpx2
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
 
 from monitor.fingerprint import key_from_headers, key_id
 from monitor.gateway.errors import (
     GATEWAY_TOKEN,
+    METHOD_NOT_ALLOWED,
     NOT_PROXIED,
     QUOTA_EXCEEDED,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     ErrorAnswer,
+    ErrorKind,
     gateway_error,
 )
 from monitor.gateway.guard import QuotaGuard
-from monitor.instrument import SupportsSubmit, instrument
+from monitor.gateway.upstream import new_upstream_transport
+from monitor.instrument import SupportsSubmit, instrument_transport
 from monitor.records import CallRecord
 from monitor.safety import swallow
+from monitor.transport import pick_headers
 
 if TYPE_CHECKING:
     from monitor.config import Settings
+
+Message = dict[str, Any]
+Receive = Any  # Callable[[], Awaitable[Message]]
+Send = Any  # Callable[[Message], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
 
 #: Where clients send the gateway's access token (or ``Proxy-Authorization: Bearer …``).
 GATEWAY_TOKEN_HEADER: Final = "x-gateway-token"
 #: Headers that describe one connection, not the message: never forwarded either way.
 HOP_BY_HOP: Final = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "trailers",
-        "upgrade",
-        "host",
-        "content-length",
-        GATEWAY_TOKEN_HEADER,
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        GATEWAY_TOKEN_HEADER.encode(),
     }
 )
-UPSTREAM_MAX_CONNECTIONS: Final = 200
-UPSTREAM_MAX_KEEPALIVE: Final = 50
-PROXIED_METHODS: Final = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-RawHeaders = list[tuple[bytes, bytes]]
+PROXIED_PREFIXES: Final = ("/openai/", "/anthropic/")
+PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+#: Headers the gateway itself reads from a client's request.
+_CLIENT_HEADERS: Final = frozenset(
+    {GATEWAY_TOKEN_HEADER.encode(), b"proxy-authorization", b"authorization", b"x-api-key"}
+)
+_METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
+#: Upstream URLs kept parsed, by path and query (a gateway sees few distinct ones).
+URL_CACHE_SIZE: Final = 256
 
 
 class UpstreamCutError(Exception):
@@ -85,24 +94,8 @@ def filter_headers(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     return [
         (name, value)
         for name, value in pairs
-        if name.decode("latin-1") not in HOP_BY_HOP
-        and not name.startswith(b"proxy-")
-        and name not in named
+        if name not in HOP_BY_HOP and not name.startswith(b"proxy-") and name not in named
     ]
-
-
-def new_upstream_client(settings: Settings) -> httpx2.AsyncClient:
-    """The client the gateway forwards with (before it is instrumented)."""
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(
-            settings.gateway_timeout_s, connect=settings.gateway_connect_timeout_s
-        ),
-        limits=httpx2.Limits(
-            max_connections=UPSTREAM_MAX_CONNECTIONS,
-            max_keepalive_connections=UPSTREAM_MAX_KEEPALIVE,
-        ),
-        follow_redirects=False,
-    )
 
 
 class _GatewaySubmit:
@@ -135,59 +128,74 @@ async def _send_answer(send: Send, answer: ErrorAnswer) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _answer_response(answer: ErrorAnswer) -> Response:
-    return Response(
-        answer.encoded(),
-        status_code=answer.status,
-        media_type="application/json",
-        headers=answer.headers,
-    )
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # the usual request: one piece, not copied
+    parts = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
 
 
-class ProxyExchange(Response):
-    """One forwarded call, run when Starlette sends the response.
+class ProxyExchange:
+    """One forwarded call, from the upstream request to the last byte relayed.
 
     A watcher waits for the client to go away; if it does, the exchange is cancelled, which closes
     the upstream connection, and the monitored transport records the call as ``client_closed``.
     """
 
-    def __init__(self, client: httpx2.AsyncClient, request: httpx2.Request, path: str) -> None:
-        self._client = client
+    def __init__(
+        self, transport: httpx2.AsyncBaseTransport, request: httpx2.Request, path: str
+    ) -> None:
+        self._transport = transport
         self._request = request
         self._path = path
         self._started = False
+        self._answered = False
         self._failure: Exception | None = None
         self.client_disconnected = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._watch, receive, group.cancel_scope)
-            try:
-                await self._exchange(send)
-            finally:
-                group.cancel_scope.cancel()
+    async def run(self, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(self._watch(receive, task))
+        try:
+            await self._exchange(send)
+        except asyncio.CancelledError:
+            if not self.client_disconnected:
+                raise
+            task.uncancel()  # the watcher's own cancellation: the client is gone, nothing to send
+        finally:
+            self._answered = True
+            watcher.cancel()
         if self._failure is not None:
             raise UpstreamCutError(str(self._failure)) from self._failure
 
-    async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
+    async def _watch(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         while True:
-            message: Message = await receive()
+            message = await receive()
             if message["type"] == "http.disconnect":
-                self.client_disconnected = True
-                scope.cancel()
+                if not self._answered:  # not the end of a response sent in full
+                    self.client_disconnected = True
+                    task.cancel()
                 return
 
     async def _exchange(self, send: Send) -> None:
         try:
-            upstream = await self._client.send(self._request, stream=True)
+            upstream = await self._transport.handle_async_request(self._request)
         except httpx2.TimeoutException as exc:
             await self._fail(send, UPSTREAM_TIMEOUT, "did not answer in time", exc)
             return
         except httpx2.TransportError as exc:
             await self._fail(send, UPSTREAM_UNREACHABLE, "could not be reached", exc)
             return
+        stream = upstream.stream
+        assert isinstance(stream, httpx2.AsyncByteStream)
         try:
-            await self._relay(upstream, send)
+            await self._relay(upstream, stream, send)
         except httpx2.TransportError as exc:
             if self._started:
                 self._failure = exc
@@ -196,10 +204,11 @@ class ProxyExchange(Response):
             else:
                 await self._fail(send, UPSTREAM_UNREACHABLE, "broke off its answer", exc)
         finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
+            await stream.aclose()
 
-    async def _relay(self, upstream: httpx2.Response, send: Send) -> None:
+    async def _relay(
+        self, upstream: httpx2.Response, stream: httpx2.AsyncByteStream, send: Send
+    ) -> None:
         headers = filter_headers(upstream.headers.raw)
         start: Message = {
             "type": "http.response.start",
@@ -210,41 +219,74 @@ class ProxyExchange(Response):
         if content_type.lower().startswith("text/event-stream"):
             self._started = True
             await send(start)
-            async for chunk in upstream.aiter_raw():
+            async for chunk in stream:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self._answered = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        body = b"".join([chunk async for chunk in upstream.aiter_raw()])
-        headers.append((b"content-length", str(len(body)).encode()))
-        self._started = True
-        await send(start)
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        length = upstream.headers.get("content-length", "")
+        if not length.isdigit() or upstream.status_code in (204, 304):
+            # No length from the upstream (or none that a body follows): the whole body tells it.
+            body = b"".join([chunk async for chunk in stream])
+            headers.append((b"content-length", str(len(body)).encode()))
+            self._started = self._answered = True
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        # The upstream's length holds (the monitor rewrites only event streams). Each piece goes
+        # on when the next arrives, so the last one ends the answer once the body has ended and
+        # the call's record is handed over: the client never has its answer before the monitor.
+        headers.append((b"content-length", length.encode("latin-1")))
+        held = b""
+        async for chunk in stream:
+            if chunk:
+                if held:
+                    await self._send_piece(start, send, held, more=True)
+                held = chunk
+        self._answered = True
+        await self._send_piece(start, send, held, more=False)
 
-    async def _fail(self, send: Send, kind: Any, what: str, exc: Exception) -> None:
+    async def _send_piece(self, start: Message, send: Send, piece: bytes, *, more: bool) -> None:
+        if not self._started:
+            self._started = True
+            await send(start)
+        await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+    async def _fail(self, send: Send, kind: ErrorKind, what: str, exc: Exception) -> None:
         upstream = f"{self._request.url.scheme}://{self._request.url.netloc.decode('ascii')}"
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         message = f"The LongCat API at {upstream} {what} (longcat-monitor gateway; {detail})."
-        self._started = True
+        self._started = self._answered = True
         await _send_answer(send, gateway_error(self._path, kind, message))
 
 
-class Gateway:
-    """The request handler: access token, quota guard, then the forwarded exchange."""
+class GatewayApp:
+    """The ASGI app: access token, quota guard, then the forwarded exchange."""
 
     def __init__(
-        self, settings: Settings, client: httpx2.AsyncClient, guard: QuotaGuard | None
+        self, settings: Settings, transport: httpx2.AsyncBaseTransport, guard: QuotaGuard | None
     ) -> None:
-        self._settings = settings
-        self._client = client
+        self._transport = transport
         self._guard = guard
         self._upstream = settings.upstream_url.rstrip("/")
+        self._host = httpx2.URL(self._upstream).netloc
+        self._urls: dict[bytes, httpx2.URL] = {}
+        self._timeouts = httpx2.Timeout(
+            settings.gateway_timeout_s, connect=settings.gateway_connect_timeout_s
+        ).as_dict()
         token = settings.gateway_token
         self._token = token.get_secret_value().encode() if token is not None else None
         secret = settings.key_secret
         self._key_secret = secret.get_secret_value() if secret is not None else None
 
-    def token_accepted(self, headers: Any) -> bool:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._serve(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    def token_accepted(self, headers: dict[str, str]) -> bool:
         if self._token is None:
             return True
         offered = headers.get(GATEWAY_TOKEN_HEADER, "")
@@ -253,90 +295,122 @@ class Gateway:
             offered = credentials.strip() if scheme.lower() == "bearer" else ""
         return hmac.compare_digest(offered.encode(), self._token)
 
-    async def handle(self, request: Request) -> Response:
-        path = request.url.path
-        if not self.token_accepted(request.headers):
+    async def _serve(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if not path.startswith(PROXIED_PREFIXES):
+            message = (
+                f"{method} {path}: the longcat-monitor gateway forwards only "
+                "/openai/... and /anthropic/..."
+            )
+            await _send_answer(send, gateway_error(path, NOT_PROXIED, message))
+            return
+        if method not in PROXIED_METHODS:
+            message = f"{method} is not forwarded by the longcat-monitor gateway."
+            await _send_answer(send, gateway_error(path, METHOD_NOT_ALLOWED, message))
+            return
+        raw_headers: RawHeaders = scope["headers"]
+        wanted = pick_headers(raw_headers, _CLIENT_HEADERS)
+        if not self.token_accepted(wanted):
             message = (
                 "This longcat-monitor gateway needs its access token: send it as "
                 f"'{GATEWAY_TOKEN_HEADER}: <token>' or 'Proxy-Authorization: Bearer <token>'."
             )
-            return _answer_response(gateway_error(path, GATEWAY_TOKEN, message))
+            await _send_answer(send, gateway_error(path, GATEWAY_TOKEN, message))
+            return
         if self._guard is not None:
-            refused = await self._check_quota(request, path)
-            if refused is not None:
-                return refused
-        url = self._upstream + path
-        if request.url.query:
-            url += "?" + request.url.query
-        upstream_request = httpx2.Request(
-            request.method,
-            url,
-            headers=filter_headers(request.headers.raw),
-            content=await request.body(),
-        )
-        return ProxyExchange(self._client, upstream_request, path)
+            refusal = await self._check_quota(wanted, path)
+            if refusal is not None:
+                await _send_answer(send, refusal)
+                return
+        body = await _read_body(receive)
+        request = self._upstream_request(scope, method, raw_headers, body)
+        await ProxyExchange(self._transport, request, path).run(receive, send)
 
-    async def _check_quota(self, request: Request, path: str) -> Response | None:
-        assert self._guard is not None
-        raw_key = key_from_headers(
-            request.headers.get("authorization"), request.headers.get("x-api-key")
+    def _upstream_request(
+        self, scope: dict[str, Any], method: str, raw_headers: RawHeaders, body: bytes
+    ) -> httpx2.Request:
+        target: bytes = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            target += b"?" + query
+        headers = [(b"host", self._host), *filter_headers(raw_headers)]
+        if body or method in _METHODS_WITH_BODY:
+            headers.append((b"content-length", str(len(body)).encode()))
+        request = httpx2.Request(
+            method,
+            self._url(target),
+            headers=headers,
+            stream=httpx2.ByteStream(body),
+            extensions={"timeout": self._timeouts},
         )
+        request.read()  # the body as content, for the monitored transport (no copy: one piece)
+        return request
+
+    def _url(self, target: bytes) -> httpx2.URL:
+        url = self._urls.get(target)
+        if url is None:
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            url = self._urls[target] = httpx2.URL(self._upstream + target.decode("latin-1"))
+        return url
+
+    async def _check_quota(self, headers: dict[str, str], path: str) -> ErrorAnswer | None:
+        assert self._guard is not None
+        raw_key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
         if raw_key is None:
             return None
         refusal = await self._guard.check(key_id(raw_key, self._key_secret))
         if refusal is None:
             return None
-        answer = gateway_error(
+        return gateway_error(
             path,
             QUOTA_EXCEEDED,
             refusal.message,
             extra={"code": QUOTA_EXCEEDED.code, "retry_after": refusal.retry_after_s},
             headers={"retry-after": str(refusal.retry_after_s)},
         )
-        return _answer_response(answer)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the upstream connections and the quota guard."""
+        await self._transport.aclose()
+        if self._guard is not None:
+            self._guard.close()
 
 
 def create_gateway_app(
     settings: Settings,
     *,
-    upstream_client: httpx2.AsyncClient | None = None,
+    upstream_transport: httpx2.AsyncBaseTransport | None = None,
     recorder: SupportsSubmit | None = None,
     guard: QuotaGuard | None = None,
-) -> Starlette:
-    """The gateway as a Starlette app, forwarding to ``settings.upstream_url``.
+) -> GatewayApp:
+    """The gateway as an ASGI app, forwarding to ``settings.upstream_url``.
 
-    ``upstream_client`` (default: a new ``httpx2.AsyncClient`` with the gateway's timeouts) is
-    instrumented with ``source="gateway"``; records go to ``recorder`` (default: the process's
-    recorder, writing to ``MONITOR_DATABASE_URL``). The quota guard is built from the settings
-    when ``MONITOR_GATEWAY_QUOTA_GUARD`` is on, unless ``guard`` is given.
+    ``upstream_transport`` (default: :func:`~monitor.gateway.upstream.new_upstream_transport`)
+    goes inside the monitored transport with ``source="gateway"``; records go to ``recorder``
+    (default: the process's recorder, writing to ``MONITOR_DATABASE_URL``). The quota guard is
+    built from the settings when ``MONITOR_GATEWAY_QUOTA_GUARD`` is on, unless ``guard`` is given.
 
     >>> settings = load_settings(upstream_url="http://127.0.0.1:8900")
     >>> app = create_gateway_app(settings)  # doctest: +SKIP
     """
     if guard is None and settings.gateway_quota_guard:
         guard = QuotaGuard(settings)
-    client = upstream_client if upstream_client is not None else new_upstream_client(settings)
-    instrument(client, recorder=_GatewaySubmit(recorder, guard), source="gateway")
-    gateway = Gateway(settings, client, guard)
-
-    async def not_proxied(request: Request, exc: Exception) -> Response:
-        message = (
-            f"{request.method} {request.url.path}: the longcat-monitor gateway forwards only "
-            "/openai/... and /anthropic/..."
-        )
-        return _answer_response(gateway_error(request.url.path, NOT_PROXIED, message))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await client.aclose()
-            if guard is not None:
-                guard.close()
-
-    routes = [
-        Route("/openai/{rest:path}", gateway.handle, methods=PROXIED_METHODS),
-        Route("/anthropic/{rest:path}", gateway.handle, methods=PROXIED_METHODS),
-    ]
-    return Starlette(routes=routes, exception_handlers={404: not_proxied}, lifespan=lifespan)
+    inner = upstream_transport
+    if inner is None:
+        inner = new_upstream_transport(settings)
+    transport = instrument_transport(
+        inner, httpx2, recorder=_GatewaySubmit(recorder, guard), source="gateway"
+    )
+    return GatewayApp(settings, transport, guard)

@@ -32,6 +32,9 @@ GATEWAY_TOKEN: Final = ErrorKind(
 )
 QUOTA_EXCEEDED: Final = ErrorKind(429, "rate_limit_error", "rate_limit_error", "quota_exceeded")
 NOT_PROXIED: Final = ErrorKind(404, "invalid_request_error", "not_found_error", "not_found")
+METHOD_NOT_ALLOWED: Final = ErrorKind(
+    405, "invalid_request_error", "invalid_request_error", "method_not_allowed"
+)
 
 
 @dataclass(frozen=True, slots=True)

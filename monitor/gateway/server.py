@@ -49,6 +49,7 @@ def gateway_config(app: Any, host: str, port: int, log_level: str = "info") -> u
         lifespan="on",
         log_level=log_level,
         access_log=False,  # every call is recorded in api_calls; a log line adds latency
+        proxy_headers=False,  # the client's address is not used: no X-Forwarded-For middleware
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
         date_header=False,
@@ -71,11 +72,11 @@ class RunningGateway(ServerThread):
         self,
         settings: Settings,
         *,
-        upstream_client: httpx2.AsyncClient | None = None,
+        upstream_transport: httpx2.AsyncBaseTransport | None = None,
         recorder: SupportsSubmit | None = None,
         guard: QuotaGuard | None = None,
     ) -> None:
         app = create_gateway_app(
-            settings, upstream_client=upstream_client, recorder=recorder, guard=guard
+            settings, upstream_transport=upstream_transport, recorder=recorder, guard=guard
         )
         super().__init__(lambda host, port: gateway_config(app, host, port, "warning"), "gateway")

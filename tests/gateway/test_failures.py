@@ -11,6 +11,8 @@ import pytest
 from capture import CapturedCalls
 from gateway_support import KEY, MESSAGES, GatewayFactory
 
+from monitor.gateway.upstream import UpstreamTransport
+
 TOKEN = "gw-token-0123456789abcdef"
 
 
@@ -95,14 +97,24 @@ def test_the_access_token_is_required_when_set(
         assert captured.only().status_code == 200
 
 
+class SpyTransport(httpx2.AsyncBaseTransport):
+    """The gateway's own upstream transport, keeping each request it forwards."""
+
+    def __init__(self) -> None:
+        self.inner = UpstreamTransport()
+        self.seen: list[httpx2.Request] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.seen.append(request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def test_the_token_is_not_forwarded(gateway_for: GatewayFactory, captured: CapturedCalls) -> None:
-    seen: list[httpx2.Request] = []
-
-    async def spy(request: httpx2.Request) -> None:
-        seen.append(request)
-
-    upstream = httpx2.AsyncClient(event_hooks={"request": [spy]})
-    gateway = gateway_for(recorder=captured, gateway_token=TOKEN, upstream_client=upstream)
+    upstream = SpyTransport()
+    gateway = gateway_for(recorder=captured, gateway_token=TOKEN, upstream_transport=upstream)
     client = openai.OpenAI(
         base_url=gateway.openai_base_url,
         api_key=KEY,
@@ -110,6 +122,6 @@ def test_the_token_is_not_forwarded(gateway_for: GatewayFactory, captured: Captu
         default_headers={"x-gateway-token": TOKEN},
     )
     client.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
-    (request,) = seen
+    (request,) = upstream.seen
     assert "x-gateway-token" not in request.headers
     assert request.headers["authorization"] == f"Bearer {KEY}"  # the key, unchanged

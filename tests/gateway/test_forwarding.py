@@ -7,15 +7,14 @@ from typing import Any
 import httpx2
 import pytest
 from capture import CapturedCalls
-from gateway_support import KEY, MESSAGES, masked
+from gateway_support import ANTHROPIC, KEY, MESSAGES, OPENAI, GatewayFactory, call
 
 import monitor
 from monitor.gateway import RunningGateway
+from monitor.gateway.upstream import UpstreamTransport
 from monitor.records import CallRecord
 from monitor.simulator import RunningSimulator
 
-OPENAI = "/openai/v1/chat/completions"
-ANTHROPIC = "/anthropic/v1/messages"
 CASES = [
     ("openai body", OPENAI, {}, {}),
     ("openai stream", OPENAI, {"stream": True}, {}),
@@ -60,28 +59,6 @@ COMPARED = (
     "reasoning_tokens",
     "usage_source",
 )
-
-
-def call(client: httpx2.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
-    """(status, content-type, content-encoding, decoded body, the error that ended it if any)."""
-    payload = {"model": "LongCat-Flash-Chat", "max_tokens": 64, "messages": MESSAGES, **body}
-    received = bytearray()
-    error = None
-    with client.stream(
-        "POST", url, json=payload, headers={"authorization": f"Bearer {KEY}", **headers}
-    ) as response:
-        try:
-            for chunk in response.iter_bytes():
-                received += chunk
-        except httpx2.TransportError as exc:
-            error = type(exc).__name__
-        return (
-            response.status_code,
-            response.headers.get("content-type"),
-            response.headers.get("content-encoding"),
-            masked(bytes(received)),
-            error,
-        )
 
 
 def facts(record: CallRecord) -> dict[str, Any]:
@@ -151,3 +128,15 @@ def test_other_paths_are_not_forwarded(gateway: RunningGateway, captured: Captur
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert captured.records == []
+
+
+def test_calls_reuse_one_upstream_connection(
+    gateway_for: GatewayFactory, captured: CapturedCalls
+) -> None:
+    upstream = UpstreamTransport()
+    gateway = gateway_for(recorder=captured, upstream_transport=upstream)
+    with httpx2.Client() as client:
+        for body in ({}, {"stream": True}, {}):
+            assert call(client, gateway.base_url + OPENAI, body, {})[0] == 200
+    assert len(upstream.connections) == 1  # kept alive between calls, not one per call
+    assert len(captured.records) == 3

@@ -10,8 +10,7 @@ import pytest
 from capture import CapturedCalls
 from gateway_support import KEY, MESSAGES, GatewayFactory
 
-from monitor.config import load_settings
-from monitor.gateway.app import new_upstream_client
+from monitor.gateway.upstream import UpstreamTransport
 from monitor.simulator import RunningSimulator, SimulatorOptions
 
 FIRST_TOKEN_DELAY_MS = 300
@@ -66,9 +65,9 @@ def test_time_to_first_byte_stays_the_upstreams(
 def test_client_leaving_mid_stream_is_recorded_and_closes_the_upstream(
     slow_sim: RunningSimulator, gateway_for: GatewayFactory, captured: CapturedCalls
 ) -> None:
-    upstream = new_upstream_client(load_settings())
+    upstream = UpstreamTransport()
     gateway = gateway_for(
-        recorder=captured, upstream_client=upstream, upstream_url=slow_sim.base_url
+        recorder=captured, upstream_transport=upstream, upstream_url=slow_sim.base_url
     )
     payload = {"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True}
     with httpx2.Client() as client:
@@ -87,5 +86,4 @@ def test_client_leaving_mid_stream_is_recorded_and_closes_the_upstream(
     record = captured.only()
     assert (record.error_type, record.error_code) == ("stream_interrupted", "client_closed")
     assert record.latency_ms is not None and record.latency_ms < 1000  # not the whole stream
-    pool = upstream._transport.wrapped._pool  # the gateway's connections to the upstream
-    assert pool.connections == []  # closed, not kept for reuse half-read
+    assert upstream.connections == []  # closed, not kept for reuse half-read
