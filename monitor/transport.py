@@ -60,7 +60,7 @@ class CallStarter:
         url = request.url
         path = url.path
         api = api_for_path(path)
-        headers = pick_headers(request.headers, _REQUEST_HEADERS)
+        headers = _picked_from(request.headers, _REQUEST_HEADERS)
         record = CallRecord(
             started_at=datetime.now(UTC),
             api=api,
@@ -99,12 +99,23 @@ class CallStarter:
         return known
 
 
-def pick_headers(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
-    """The wanted headers of an httpx/httpx2 ``Headers`` (lower-case names), in one pass."""
+def pick_headers(raw: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
+    """The wanted headers (lower-case names) in one pass over a raw ``(name, value)`` list."""
     picked: dict[str, str] = {}
-    entries = getattr(headers, "_list", None)  # (raw name, lower-case name, value) in both
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in names:
+            picked[lowered.decode("latin-1")] = value.decode("latin-1")
+    return picked
+
+
+def _picked_from(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
+    """:func:`pick_headers` of an httpx/httpx2 ``Headers``, from the list it keeps with every
+    name already lower-cased when it has one (both do), else from its raw list."""
+    entries = getattr(headers, "_list", None)  # (raw name, lower-case name, value)
     if entries is None:
-        entries = [(name, name.lower(), value) for name, value in headers.raw]
+        return pick_headers(headers.raw, names)
+    picked: dict[str, str] = {}
     for _, lowered, value in entries:
         if lowered in names:
             picked[lowered.decode("latin-1")] = value.decode("latin-1")
@@ -132,7 +143,7 @@ def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
 
 
 def _note_response(observer: CallObserver, response: Any) -> None:
-    headers = pick_headers(response.headers, RESPONSE_HEADERS)
+    headers = _picked_from(response.headers, RESPONSE_HEADERS)
     if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
             if name in response.headers:
