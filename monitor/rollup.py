@@ -317,7 +317,7 @@ def run_rollup(
         quotas_updated = usage.refresh_daily_quotas(conn, settings.default_quota)
         slices.delete_slices_before(conn, sliced_from)
         usage.set_watermark(conn, SLICES_NAME, sliced_from, now=now)
-        usage.set_watermark(conn, ROLLUP_NAME, new_watermark, now=now)
+        usage.advance_watermark(conn, ROLLUP_NAME, new_watermark, now=now)
     return RollupResult(
         scanned=scanned,
         days=len(written),

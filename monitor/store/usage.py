@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Insert, String, Table, func, select, update
+from sqlalchemy import Connection, Insert, String, Table, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.quota_day import hour_start
@@ -33,6 +33,7 @@ rollup_state: Final = cast(Table, RollupState.__table__)
 
 __all__ = [
     "KeyDayUsage",
+    "advance_watermark",
     "calls_between",
     "calls_since",
     "daily_rows",
@@ -206,6 +207,24 @@ def set_watermark(conn: Connection, name: str, watermark: datetime, *, now: date
     """Record the watermark of the rollup called ``name``."""
     row = {"name": name, "watermark": watermark, "updated_at": now}
     _upsert(conn, rollup_state, [row], ["name"])
+
+
+def advance_watermark(conn: Connection, name: str, watermark: datetime, *, now: datetime) -> None:
+    """Like :func:`set_watermark`, but never moving a stored watermark back: of two runs at
+    once, the one that read the older state may commit last."""
+    statement = dialect_insert(conn, rollup_state).values(
+        name=name, watermark=watermark, updated_at=now
+    )
+    stored, offered = rollup_state.c.watermark, statement.excluded.watermark
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={
+                "watermark": case((stored > offered, stored), else_=offered),
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+    )
 
 
 def daily_rows(conn: Connection, key_id: str | None = None) -> list[Any]:

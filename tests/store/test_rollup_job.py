@@ -18,6 +18,7 @@ from monitor.store.engine import make_engine, upgrade
 from monitor.store.keys import add_key, set_quota
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
 from monitor.store.usage import (
+    advance_watermark,
     daily_rows,
     get_watermark,
     hourly_tokens,
@@ -456,3 +457,15 @@ def test_two_runs_at_once_leave_what_one_run_leaves(engine: Engine, settings: Se
             conn.execute(delete(model))
     run_rollup(engine, settings, now=later[-1])
     assert rows_without_stamps(engine) == together
+
+
+def test_a_run_that_commits_last_never_moves_the_watermark_back(
+    engine: Engine, settings: Settings
+) -> None:
+    """Two runs at once: the one that started earlier (an older ``now``) may commit last."""
+    later = BEIJING_MIDNIGHT + timedelta(minutes=36)
+    with engine.begin() as conn:
+        advance_watermark(conn, ROLLUP_NAME, later, now=later)
+        advance_watermark(conn, ROLLUP_NAME, later - timedelta(minutes=1), now=later)
+    with engine.connect() as conn:
+        assert get_watermark(conn, ROLLUP_NAME) == later
