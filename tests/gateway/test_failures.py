@@ -47,26 +47,28 @@ def test_upstream_down_is_a_502_in_each_apis_shape(
         ("openai", None, "connection"),
         ("anthropic", None, "connection"),
     ]
-    sdk = openai.OpenAI(base_url=gateway.openai_base_url, api_key=KEY, max_retries=0)
-    with pytest.raises(openai.APIStatusError) as raised:
-        sdk.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
-    assert raised.value.status_code == 502
+    with openai.OpenAI(base_url=gateway.openai_base_url, api_key=KEY, max_retries=0) as sdk:
+        with pytest.raises(openai.APIStatusError) as raised:
+            sdk.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
+        assert raised.value.status_code == 502
 
 
 def test_upstream_timeout_is_a_504(gateway_for: GatewayFactory, captured: CapturedCalls) -> None:
     gateway = gateway_for(recorder=captured, gateway_timeout_s=0.3)
-    client = anthropic.Anthropic(base_url=gateway.anthropic_base_url, api_key=KEY, max_retries=0)
-    with pytest.raises(anthropic.APIStatusError) as raised:
-        client.messages.create(
-            model="LongCat-2.0",
-            max_tokens=10,
-            messages=MESSAGES,
-            extra_headers={"x-simulate-fault": "hang"},
-        )
-    assert raised.value.status_code == 504
-    assert raised.value.body["error"]["type"] == "timeout_error"  # type: ignore[index]
-    record = captured.only()
-    assert (record.status_code, record.error_type) == (None, "timeout")
+    with anthropic.Anthropic(
+        base_url=gateway.anthropic_base_url, api_key=KEY, max_retries=0
+    ) as client:
+        with pytest.raises(anthropic.APIStatusError) as raised:
+            client.messages.create(
+                model="LongCat-2.0",
+                max_tokens=10,
+                messages=MESSAGES,
+                extra_headers={"x-simulate-fault": "hang"},
+            )
+        assert raised.value.status_code == 504
+        assert raised.value.body["error"]["type"] == "timeout_error"  # type: ignore[index]
+        record = captured.only()
+        assert (record.status_code, record.error_type) == (None, "timeout")
 
 
 @pytest.mark.parametrize(
@@ -115,13 +117,13 @@ class SpyTransport(httpx2.AsyncBaseTransport):
 def test_the_token_is_not_forwarded(gateway_for: GatewayFactory, captured: CapturedCalls) -> None:
     upstream = SpyTransport()
     gateway = gateway_for(recorder=captured, gateway_token=TOKEN, upstream_transport=upstream)
-    client = openai.OpenAI(
+    with openai.OpenAI(
         base_url=gateway.openai_base_url,
         api_key=KEY,
         max_retries=0,
         default_headers={"x-gateway-token": TOKEN},
-    )
-    client.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
+    ) as client:
+        client.chat.completions.create(model="LongCat-Flash-Chat", messages=MESSAGES)
     (request,) = upstream.seen
     assert "x-gateway-token" not in request.headers
     assert request.headers["authorization"] == f"Bearer {KEY}"  # the key, unchanged
