@@ -101,20 +101,25 @@ def filter_headers(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
 class _GatewaySubmit:
     """Hands each record to the recorder, and tells the quota guard about it first."""
 
-    def __init__(self, recorder: SupportsSubmit | None, guard: QuotaGuard | None) -> None:
+    def __init__(self, recorder: SupportsSubmit, guard: QuotaGuard) -> None:
         self._recorder = recorder
         self._guard = guard
 
     def submit(self, record: CallRecord) -> None:
-        if self._guard is not None:
-            with swallow("counting a gateway call for the quota guard"):
-                self._guard.note(record)
-        if self._recorder is not None:
-            self._recorder.submit(record)
-        else:
-            from monitor.recorder import get_recorder
+        with swallow("counting a gateway call for the quota guard"):
+            self._guard.note(record)
+        self._recorder.submit(record)
 
-            get_recorder().submit(record)
+
+def _process_recorder() -> SupportsSubmit:
+    """The process's recorder, its writer started now: the first call does not wait for it to be
+    imported and built, and a spool an earlier run left behind is replayed right away."""
+    from monitor.recorder import get_recorder
+
+    recorder = get_recorder()
+    with swallow("starting the call-record writer"):
+        recorder.start()
+    return recorder
 
 
 async def _send_answer(send: Send, answer: ErrorAnswer) -> None:
@@ -410,7 +415,9 @@ def create_gateway_app(
     inner = upstream_transport
     if inner is None:
         inner = new_upstream_transport(settings)
-    transport = instrument_transport(
-        inner, httpx2, recorder=_GatewaySubmit(recorder, guard), source="gateway"
-    )
+    if recorder is None:
+        recorder = _process_recorder()
+    if guard is not None:
+        recorder = _GatewaySubmit(recorder, guard)
+    transport = instrument_transport(inner, httpx2, recorder=recorder, source="gateway")
     return GatewayApp(settings, transport, guard)
