@@ -84,18 +84,18 @@ class UpstreamCutError(Exception):
 def filter_headers(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     """``raw`` (lower-cased) without hop-by-hop headers, ``proxy-*`` ones and any that the
     ``Connection`` header names."""
-    pairs = [(name.lower(), value) for name, value in raw]
-    named = {
-        token.strip().lower().encode()
-        for name, value in pairs
-        if name == b"connection"
-        for token in value.decode("latin-1").split(",")
-    }
-    return [
-        (name, value)
-        for name, value in pairs
-        if name not in HOP_BY_HOP and not name.startswith(b"proxy-") and name not in named
-    ]
+    kept: RawHeaders = []
+    named: set[bytes] = set()
+    for name, value in raw:
+        name = name.lower()
+        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
+            if name == b"connection":
+                named.update(token.strip().lower() for token in value.split(b","))
+        else:
+            kept.append((name, value))
+    if named:  # rare: headers the client or upstream declared hop-by-hop
+        return [(name, value) for name, value in kept if name not in named]
+    return kept
 
 
 class _GatewaySubmit:
@@ -220,8 +220,8 @@ class ProxyExchange:
             "status": upstream.status_code,
             "headers": headers,
         }
-        content_type = upstream.headers.get("content-type", "")
-        if content_type.lower().startswith("text/event-stream"):
+        content_type = next((value for name, value in headers if name == b"content-type"), b"")
+        if content_type.lower().startswith(b"text/event-stream"):
             self._started = True
             await send(start)
             async for chunk in stream:
@@ -315,22 +315,27 @@ class GatewayApp:
             await _send_answer(send, gateway_error(path, METHOD_NOT_ALLOWED, message))
             return
         raw_headers: RawHeaders = scope["headers"]
-        wanted = pick_headers(raw_headers, _CLIENT_HEADERS)
-        if not self.token_accepted(wanted):
-            message = (
-                "This longcat-monitor gateway needs its access token: send it as "
-                f"'{GATEWAY_TOKEN_HEADER}: <token>' or 'Proxy-Authorization: Bearer <token>'."
-            )
-            await _send_answer(send, gateway_error(path, GATEWAY_TOKEN, message))
-            return
-        if self._guard is not None:
-            refusal = await self._check_quota(wanted, path)
+        if self._token is not None or self._guard is not None:
+            refusal = await self._refusal(raw_headers, path)
             if refusal is not None:
                 await _send_answer(send, refusal)
                 return
         body = await _read_body(receive)
         request = self._upstream_request(scope, method, raw_headers, body)
         await ProxyExchange(self._transport, request, path).run(receive, send)
+
+    async def _refusal(self, raw_headers: RawHeaders, path: str) -> ErrorAnswer | None:
+        """The answer to a call the access token or the quota guard refuses, else None."""
+        wanted = pick_headers(raw_headers, _CLIENT_HEADERS)
+        if not self.token_accepted(wanted):
+            message = (
+                "This longcat-monitor gateway needs its access token: send it as "
+                f"'{GATEWAY_TOKEN_HEADER}: <token>' or 'Proxy-Authorization: Bearer <token>'."
+            )
+            return gateway_error(path, GATEWAY_TOKEN, message)
+        if self._guard is not None:
+            return await self._check_quota(wanted, path)
+        return None
 
     def _upstream_request(
         self, scope: dict[str, Any], method: str, raw_headers: RawHeaders, body: bytes
