@@ -34,6 +34,7 @@ from monitor.gateway.errors import (
     gateway_error,
 )
 from monitor.gateway.guard import QuotaGuard
+from monitor.gateway.protocol import CLIENT_GONE
 from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
 from monitor.records import CallRecord
@@ -163,19 +164,29 @@ class ProxyExchange:
         self._failure: Exception | None = None
         self.client_disconnected = False
 
-    async def run(self, receive: Receive, send: Send) -> None:
+    async def run(self, receive: Receive, send: Send, gone: dict[str, Any] | None) -> None:
+        """Forward the call and relay the answer. ``gone`` is the server's
+        :data:`~monitor.gateway.protocol.CLIENT_GONE` extension, if it has it; else a task waits
+        on ``receive()`` for the client to go away."""
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(self._watch(receive, task))
+        watcher = None
+        if gone is not None:
+            gone["callback"] = lambda: self._client_gone(task)
+        else:
+            watcher = asyncio.create_task(self._watch(receive, task))
         try:
             await self._exchange(send)
         except asyncio.CancelledError:
             if not self.client_disconnected:
                 raise
-            task.uncancel()  # the watcher's own cancellation: the client is gone, nothing to send
+            task.uncancel()  # our own cancellation: the client is gone, nothing to send
         finally:
             self._answered = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            elif gone is not None:
+                gone.pop("callback", None)
         if self._failure is not None:
             raise UpstreamCutError(str(self._failure)) from self._failure
 
@@ -183,10 +194,13 @@ class ProxyExchange:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                if not self._answered:  # not the end of a response sent in full
-                    self.client_disconnected = True
-                    task.cancel()
+                self._client_gone(task)
                 return
+
+    def _client_gone(self, task: asyncio.Task[Any]) -> None:
+        if not self._answered:  # not the end of a response sent in full
+            self.client_disconnected = True
+            task.cancel()
 
     async def _exchange(self, send: Send) -> None:
         try:
@@ -322,7 +336,9 @@ class GatewayApp:
                 return
         body = await _read_body(receive)
         request = self._upstream_request(scope, method, raw_headers, body)
-        await ProxyExchange(self._transport, request, path).run(receive, send)
+        extensions = scope.get("extensions")
+        gone = extensions.get(CLIENT_GONE) if extensions else None
+        await ProxyExchange(self._transport, request, path).run(receive, send, gone)
 
     async def _refusal(self, raw_headers: RawHeaders, path: str) -> ErrorAnswer | None:
         """The answer to a call the access token or the quota guard refuses, else None."""

@@ -1,5 +1,5 @@
 """The gateway's HTTP server protocol: uvicorn's httptools protocol, writing each answer's head
-together with the first piece of its body.
+together with the first piece of its body, and telling the app when its client has gone.
 
 uvicorn writes the head of a response as soon as the app starts it, and each body piece as it is
 sent: a non-streamed answer goes out in two system calls (and two TCP segments the client reads
@@ -9,15 +9,23 @@ the event loop after that go together at the end of the turn. Nothing waits for 
 head whose body is not in hand yet, and every later piece, are written as soon as the gateway
 yields to the event loop, and the end of a response is written at once.
 
+Each request's scope also carries the :data:`CLIENT_GONE` extension: a dict in which the app may
+put a ``"callback"``, called if the client's connection is lost before the response is complete
+(so the app needs no task of its own waiting on ``receive()`` to learn it).
+
 >>> uvicorn.Config(app, http=GatewayHttpProtocol)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import collections
+from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: The scope extension (ASGI ``scope["extensions"]``) that tells the app its client is gone.
+CLIENT_GONE: Final = "longcat_monitor.client_gone"
 
 
 class CoalescingWriter:
@@ -78,14 +86,32 @@ class CoalescingWriter:
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a :class:`CoalescingWriter`."""
+    """uvicorn's httptools protocol over a :class:`CoalescingWriter`, with :data:`CLIENT_GONE`."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self.transport = CoalescingWriter(self.transport, self.loop)  # type: ignore[assignment]
+        # One per request whose response is not complete yet, oldest first (pipelined requests
+        # are answered in order).
+        self._unanswered: collections.deque[dict[object, object]] = collections.deque()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        gone: dict[object, object] = {}
+        self._unanswered.append(gone)
+        self.scope["extensions"] = {CLIENT_GONE: gone}
 
     def on_response_complete(self) -> None:
         writer = self.transport
         if isinstance(writer, CoalescingWriter):
             writer.end_response()
+        if self._unanswered:
+            self._unanswered.popleft()
         super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        while self._unanswered:
+            callback = self._unanswered.popleft().pop("callback", None)
+            if callable(callback):
+                callback()
