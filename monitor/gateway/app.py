@@ -66,6 +66,8 @@ HOP_BY_HOP: Final = frozenset(
         GATEWAY_TOKEN_HEADER.encode(),
     }
 )
+#: ``Connection`` values that name no other header to drop.
+_CONNECTION_OPTIONS: Final = frozenset({b"keep-alive", b"close", b""})
 PROXIED_PREFIXES: Final = ("/openai/", "/anthropic/")
 PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 #: Headers the gateway itself reads from a client's request.
@@ -90,8 +92,9 @@ def filter_headers(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     for name, value in raw:
         name = name.lower()
         if name in HOP_BY_HOP or name.startswith(b"proxy-"):
-            if name == b"connection":
+            if name == b"connection":  # usually "keep-alive" or "close": nothing more to drop
                 named.update(token.strip().lower() for token in value.split(b","))
+                named -= _CONNECTION_OPTIONS
         else:
             kept.append((name, value))
     if named:  # rare: headers the client or upstream declared hop-by-hop
