@@ -34,6 +34,7 @@ from monitor.gateway.errors import (
     gateway_error,
 )
 from monitor.gateway.guard import QuotaGuard
+from monitor.gateway.protocol import CLIENT_GONE
 from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
 from monitor.records import CallRecord
@@ -65,6 +66,8 @@ HOP_BY_HOP: Final = frozenset(
         GATEWAY_TOKEN_HEADER.encode(),
     }
 )
+#: ``Connection`` values that name no other header to drop.
+_CONNECTION_OPTIONS: Final = frozenset({b"keep-alive", b"close", b""})
 PROXIED_PREFIXES: Final = ("/openai/", "/anthropic/")
 PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 #: Headers the gateway itself reads from a client's request.
@@ -84,37 +87,43 @@ class UpstreamCutError(Exception):
 def filter_headers(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     """``raw`` (lower-cased) without hop-by-hop headers, ``proxy-*`` ones and any that the
     ``Connection`` header names."""
-    pairs = [(name.lower(), value) for name, value in raw]
-    named = {
-        token.strip().lower().encode()
-        for name, value in pairs
-        if name == b"connection"
-        for token in value.decode("latin-1").split(",")
-    }
-    return [
-        (name, value)
-        for name, value in pairs
-        if name not in HOP_BY_HOP and not name.startswith(b"proxy-") and name not in named
-    ]
+    kept: RawHeaders = []
+    named: set[bytes] = set()
+    for name, value in raw:
+        name = name.lower()
+        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
+            if name == b"connection":  # usually "keep-alive" or "close": nothing more to drop
+                named.update(token.strip().lower() for token in value.split(b","))
+                named -= _CONNECTION_OPTIONS
+        else:
+            kept.append((name, value))
+    if named:  # rare: headers the client or upstream declared hop-by-hop
+        return [(name, value) for name, value in kept if name not in named]
+    return kept
 
 
 class _GatewaySubmit:
     """Hands each record to the recorder, and tells the quota guard about it first."""
 
-    def __init__(self, recorder: SupportsSubmit | None, guard: QuotaGuard | None) -> None:
+    def __init__(self, recorder: SupportsSubmit, guard: QuotaGuard) -> None:
         self._recorder = recorder
         self._guard = guard
 
     def submit(self, record: CallRecord) -> None:
-        if self._guard is not None:
-            with swallow("counting a gateway call for the quota guard"):
-                self._guard.note(record)
-        if self._recorder is not None:
-            self._recorder.submit(record)
-        else:
-            from monitor.recorder import get_recorder
+        with swallow("counting a gateway call for the quota guard"):
+            self._guard.note(record)
+        self._recorder.submit(record)
 
-            get_recorder().submit(record)
+
+def _process_recorder() -> SupportsSubmit:
+    """The process's recorder, its writer started now: the first call does not wait for it to be
+    imported and built, and a spool an earlier run left behind is replayed right away."""
+    from monitor.recorder import get_recorder
+
+    recorder = get_recorder()
+    with swallow("starting the call-record writer"):
+        recorder.start()
+    return recorder
 
 
 async def _send_answer(send: Send, answer: ErrorAnswer) -> None:
@@ -158,19 +167,29 @@ class ProxyExchange:
         self._failure: Exception | None = None
         self.client_disconnected = False
 
-    async def run(self, receive: Receive, send: Send) -> None:
+    async def run(self, receive: Receive, send: Send, gone: dict[str, Any] | None) -> None:
+        """Forward the call and relay the answer. ``gone`` is the server's
+        :data:`~monitor.gateway.protocol.CLIENT_GONE` extension, if it has it; else a task waits
+        on ``receive()`` for the client to go away."""
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(self._watch(receive, task))
+        watcher = None
+        if gone is not None:
+            gone["callback"] = lambda: self._client_gone(task)
+        else:
+            watcher = asyncio.create_task(self._watch(receive, task))
         try:
             await self._exchange(send)
         except asyncio.CancelledError:
             if not self.client_disconnected:
                 raise
-            task.uncancel()  # the watcher's own cancellation: the client is gone, nothing to send
+            task.uncancel()  # our own cancellation: the client is gone, nothing to send
         finally:
             self._answered = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            elif gone is not None:
+                gone.pop("callback", None)
         if self._failure is not None:
             raise UpstreamCutError(str(self._failure)) from self._failure
 
@@ -178,10 +197,13 @@ class ProxyExchange:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                if not self._answered:  # not the end of a response sent in full
-                    self.client_disconnected = True
-                    task.cancel()
+                self._client_gone(task)
                 return
+
+    def _client_gone(self, task: asyncio.Task[Any]) -> None:
+        if not self._answered:  # not the end of a response sent in full
+            self.client_disconnected = True
+            task.cancel()
 
     async def _exchange(self, send: Send) -> None:
         try:
@@ -215,8 +237,8 @@ class ProxyExchange:
             "status": upstream.status_code,
             "headers": headers,
         }
-        content_type = upstream.headers.get("content-type", "")
-        if content_type.lower().startswith("text/event-stream"):
+        content_type = next((value for name, value in headers if name == b"content-type"), b"")
+        if content_type.lower().startswith(b"text/event-stream"):
             self._started = True
             await send(start)
             async for chunk in stream:
@@ -310,22 +332,29 @@ class GatewayApp:
             await _send_answer(send, gateway_error(path, METHOD_NOT_ALLOWED, message))
             return
         raw_headers: RawHeaders = scope["headers"]
+        if self._token is not None or self._guard is not None:
+            refusal = await self._refusal(raw_headers, path)
+            if refusal is not None:
+                await _send_answer(send, refusal)
+                return
+        body = await _read_body(receive)
+        request = self._upstream_request(scope, method, raw_headers, body)
+        extensions = scope.get("extensions")
+        gone = extensions.get(CLIENT_GONE) if extensions else None
+        await ProxyExchange(self._transport, request, path).run(receive, send, gone)
+
+    async def _refusal(self, raw_headers: RawHeaders, path: str) -> ErrorAnswer | None:
+        """The answer to a call the access token or the quota guard refuses, else None."""
         wanted = pick_headers(raw_headers, _CLIENT_HEADERS)
         if not self.token_accepted(wanted):
             message = (
                 "This longcat-monitor gateway needs its access token: send it as "
                 f"'{GATEWAY_TOKEN_HEADER}: <token>' or 'Proxy-Authorization: Bearer <token>'."
             )
-            await _send_answer(send, gateway_error(path, GATEWAY_TOKEN, message))
-            return
+            return gateway_error(path, GATEWAY_TOKEN, message)
         if self._guard is not None:
-            refusal = await self._check_quota(wanted, path)
-            if refusal is not None:
-                await _send_answer(send, refusal)
-                return
-        body = await _read_body(receive)
-        request = self._upstream_request(scope, method, raw_headers, body)
-        await ProxyExchange(self._transport, request, path).run(receive, send)
+            return await self._check_quota(wanted, path)
+        return None
 
     def _upstream_request(
         self, scope: dict[str, Any], method: str, raw_headers: RawHeaders, body: bytes
@@ -410,7 +439,9 @@ def create_gateway_app(
     inner = upstream_transport
     if inner is None:
         inner = new_upstream_transport(settings)
-    transport = instrument_transport(
-        inner, httpx2, recorder=_GatewaySubmit(recorder, guard), source="gateway"
-    )
+    if recorder is None:
+        recorder = _process_recorder()
+    if guard is not None:
+        recorder = _GatewaySubmit(recorder, guard)
+    transport = instrument_transport(inner, httpx2, recorder=recorder, source="gateway")
     return GatewayApp(settings, transport, guard)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import uvicorn
 
 from monitor.gateway.app import UpstreamCutError, create_gateway_app
+from monitor.gateway.protocol import GatewayHttpProtocol
 from monitor.serving import GRACEFUL_SHUTDOWN_S, ServerThread, quiet_about
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def gateway_config(app: Any, host: str, port: int, log_level: str = "info") -> u
         app,
         host=host,
         port=port,
+        http=GatewayHttpProtocol,  # uvicorn's httptools protocol, head and body in one write
         ws="none",
         lifespan="on",
         log_level=log_level,

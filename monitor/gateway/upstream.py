@@ -367,8 +367,7 @@ def _request_head(request: httpx2.Request) -> bytes:
     body (a streamed upload, read whole by :func:`_body`)."""
     parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     framed = False
-    for name, value in request.headers.raw:
-        lowered = name.lower()
+    for name, lowered, value in request.headers._list:  # (raw name, lower-cased, value)
         if lowered == b"transfer-encoding":
             continue  # the body goes out whole, with its length
         framed = framed or lowered == b"content-length"

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import httpx2
 import pytest
+import uvicorn
 from capture import CapturedCalls
 from gateway_support import KEY, MESSAGES, GatewayFactory
 
+from monitor.config import load_settings
+from monitor.gateway import create_gateway_app
 from monitor.gateway.upstream import UpstreamTransport
+from monitor.serving import ServerThread
 from monitor.simulator import RunningSimulator, SimulatorOptions
 
 FIRST_TOKEN_DELAY_MS = 300
@@ -62,24 +67,33 @@ def test_time_to_first_byte_stays_the_upstreams(
     assert record.ttft_ms is not None and record.ttft_ms >= FIRST_TOKEN_DELAY_MS
 
 
+@pytest.mark.parametrize("server", ["gateway", "plain uvicorn"])
 def test_client_leaving_mid_stream_is_recorded_and_closes_the_upstream(
-    slow_sim: RunningSimulator, gateway_for: GatewayFactory, captured: CapturedCalls
+    slow_sim: RunningSimulator,
+    gateway_for: GatewayFactory,
+    captured: CapturedCalls,
+    server: str,
 ) -> None:
     upstream = UpstreamTransport()
-    gateway = gateway_for(
-        recorder=captured, upstream_transport=upstream, upstream_url=slow_sim.base_url
-    )
-    payload = {"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True}
-    with httpx2.Client() as client:
-        with client.stream(
-            "POST",
-            gateway.openai_base_url + "/chat/completions",
-            json=payload,
-            headers={"authorization": f"Bearer {KEY}"},
-        ) as response:
-            assert response.status_code == 200
-            next(response.iter_raw())
-        # leaving the block closes the response mid-body: httpx drops the connection
+    with ExitStack() as stack:
+        if server == "gateway":  # the gateway's own protocol tells the app the client is gone
+            gateway: ServerThread = gateway_for(
+                recorder=captured, upstream_transport=upstream, upstream_url=slow_sim.base_url
+            )
+        else:  # any other ASGI server: the app learns it from receive()
+            app = create_gateway_app(
+                load_settings(upstream_url=slow_sim.base_url),
+                recorder=captured,
+                upstream_transport=upstream,
+            )
+            plain = ServerThread(
+                lambda host, port: uvicorn.Config(
+                    app, host=host, port=port, http="httptools", log_level="warning"
+                ),
+                "gateway",
+            )
+            gateway = stack.enter_context(plain)
+        leave_mid_stream(gateway.openai_base_url)
         deadline = time.monotonic() + 5
         while not captured.records and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -87,3 +101,19 @@ def test_client_leaving_mid_stream_is_recorded_and_closes_the_upstream(
     assert (record.error_type, record.error_code) == ("stream_interrupted", "client_closed")
     assert record.latency_ms is not None and record.latency_ms < 1000  # not the whole stream
     assert upstream.connections == []  # closed, not kept for reuse half-read
+
+
+def leave_mid_stream(base_url: str) -> None:
+    payload = {"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True}
+    with (
+        httpx2.Client() as client,
+        client.stream(
+            "POST",
+            base_url + "/chat/completions",
+            json=payload,
+            headers={"authorization": f"Bearer {KEY}"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_raw())
+        # leaving the block closes the response mid-body: the connection is dropped
