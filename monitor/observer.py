@@ -119,12 +119,14 @@ class CallObserver:
             if not self.strip_usage_chunk:
                 pending.append(chunk)
             elif (
+                # bytes.find, not ``in``: on bytes ``in`` first tries its operand as an int
+                # and builds and clears a TypeError, which costs more than the search
                 chunk.endswith(b"\n\n")
-                and b"\r" not in chunk
+                and chunk.find(b"\r") < 0
                 and (pending or self._splitter_idle())
-                and b'"usage"' not in (out := without_null_usage(chunk))
-                and b'"error"' not in out
-                and b"event:" not in out
+                and (out := without_null_usage(chunk)).find(b'"usage"') < 0
+                and out.find(b'"error"') < 0
+                and out.find(b"event:") < 0
             ):  # whole plain events, passed on with their null usage taken out
                 pending.append(out)
                 chunk = out
@@ -261,7 +263,7 @@ class CallObserver:
                 rest = b"".join(self._decoder.finish())
             except DecodeError as exc:
                 raise CallerDecodeError(str(exc)) from exc
-            out = bytearray(self._filter_decoded(rest))
+            out = bytearray(self._filter_decoded(rest) if rest else b"")
             for event in self._splitter.finish():
                 if not self._read_event(event, drop=True):
                     out += without_null_usage(event.raw)

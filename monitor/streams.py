@@ -6,12 +6,19 @@ an error are parsed as JSON, so reading a stream costs the caller almost nothing
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
 from monitor.sse import SSEEvent
-from monitor.usage import ErrorInfo, Usage, anthropic_usage, error_fields, openai_usage, text_size
+from monitor.usage import (
+    ErrorInfo,
+    Usage,
+    anthropic_usage,
+    error_fields,
+    loads_json,
+    openai_usage,
+    text_size,
+)
 
 _OPENAI_USAGE: Final = re.compile(rb'"usage"\s*:\s*\{')
 _OPENAI_CONTENT: Final = re.compile(
@@ -27,6 +34,10 @@ _ANTHROPIC_SPECIAL: Final = re.compile(
 )
 _MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _ERROR_KEY: Final = re.compile(rb'^\s*\{\s*"error"\s*:')
+#: Content read after a stream's first is kept back uncounted up to this many bytes: a stream
+#: that reports its usage (nearly all) never needs its text counted, so it is counted only
+#: when an estimate asks for it, or when this much is waiting.
+UNCOUNTED_LIMIT: Final = 64 * 1024
 
 
 _NULL_USAGE: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
@@ -41,17 +52,17 @@ def without_null_usage(raw: bytes) -> bytes:
     asked on the caller's behalf, takes it out again. (A JSON string cannot contain an unescaped
     ``"usage"``, so only the real field matches.)
     """
-    if b'"usage"' not in raw:
+    if raw.find(b'"usage"') < 0:  # find, not ``in``: see CallObserver.on_chunk
         return raw
     raw = raw.replace(_NULL_USAGE_LAST, b"}")  # the usual form, as the last field, in C
-    if b'"usage"' not in raw:
+    if raw.find(b'"usage"') < 0:
         return raw
     return _NULL_USAGE.sub(b"", raw)
 
 
 def _loads(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return loads_json(data)
     except (ValueError, RecursionError):
         return None
 
@@ -80,10 +91,10 @@ class StreamReader:
     usage: Usage | None
     model: str | None
     error: ErrorInfo | None
-    output_chars: int
-    output_non_ascii: int
     saw_content: bool
     usage_final: bool  # the usage seen is the call's final count, not a running one
+    #: What finds the text of a content event (its matches are counted).
+    _text: re.Pattern[bytes] | None = None
 
     def __init__(self) -> None:
         self.usage_final = False
@@ -91,9 +102,23 @@ class StreamReader:
         self.usage = None
         self.model = None
         self.error = None
-        self.output_chars = 0
-        self.output_non_ascii = 0
         self.saw_content = False
+        self._chars = 0
+        self._non_ascii = 0
+        self._uncounted: list[bytes] = []
+        self._uncounted_size = 0
+
+    @property
+    def output_chars(self) -> int:
+        """Characters of output text seen so far."""
+        self._count_kept()
+        return self._chars
+
+    @property
+    def output_non_ascii(self) -> int:
+        """Of those, the non-ASCII ones."""
+        self._count_kept()
+        return self._non_ascii
 
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         raise NotImplementedError
@@ -108,8 +133,27 @@ class StreamReader:
         if matches:
             self.saw_content = True
             chars, non_ascii = _text_chars(matches)
-            self.output_chars += chars
-            self.output_non_ascii += non_ascii
+            self._chars += chars
+            self._non_ascii += non_ascii
+
+    def _content(self, data: bytes) -> None:
+        """Count the text in ``data``; once content was seen (TTFT is set), later."""
+        assert self._text is not None
+        if not self.saw_content:
+            self._count(self._text.findall(data))
+            return
+        self._uncounted.append(data)
+        self._uncounted_size += len(data)
+        if self._uncounted_size > UNCOUNTED_LIMIT:
+            self._count_kept()
+
+    def _count_kept(self) -> None:
+        if self._uncounted:
+            assert self._text is not None
+            for data in self._uncounted:  # one by one, as they were read
+                self._count(self._text.findall(data))
+            self._uncounted.clear()
+            self._uncounted_size = 0
 
     def _error_event(self, payload: Any) -> None:
         kind, code, message, _ = error_fields(payload)
@@ -117,6 +161,8 @@ class StreamReader:
 
 
 class OpenAIStreamReader(StreamReader):
+    _text = _OPENAI_CONTENT
+
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         data = event.data
         if data is None:
@@ -129,7 +175,7 @@ class OpenAIStreamReader(StreamReader):
         if _ERROR_KEY.match(data) or event.name == "error":
             self._error_event(_loads(data))
             return False
-        self._count(_OPENAI_CONTENT.findall(data))
+        self._content(data)
         if b'"usage"' in data and _OPENAI_USAGE.search(data):
             chunk = _loads(data)
             if isinstance(chunk, dict):
@@ -149,18 +195,20 @@ class OpenAIStreamReader(StreamReader):
             self.ended = True
         if self.model is None and (found := _MODEL.search(piece)):
             self.model = found.group(1).decode("utf-8", "replace")
-        self._count(_OPENAI_CONTENT.findall(piece))
+        self._content(piece)
         return True
 
 
 class AnthropicStreamReader(StreamReader):
+    _text = _ANTHROPIC_DELTA_TEXT
+
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         data = event.data
         if data is None:
             return False
         name = event.name
         if name == "content_block_delta":
-            self._count(_ANTHROPIC_DELTA_TEXT.findall(data))
+            self._content(data)
         elif name in ("message_start", "message_delta"):
             payload = _loads(data)
             if isinstance(payload, dict):
@@ -181,7 +229,7 @@ class AnthropicStreamReader(StreamReader):
         if _ANTHROPIC_SPECIAL.search(piece):
             return False
         if b"content_block_delta" in piece:
-            self._count(_ANTHROPIC_DELTA_TEXT.findall(piece))
+            self._content(piece)
         return True
 
 

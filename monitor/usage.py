@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +23,26 @@ _CONTEXT_LENGTH_HINTS: Final = (
     "context window",
     "prompt is too long",  # Anthropic's wording
 )
+
+
+#: What json.loads calls underneath (in C); typeshed does not declare the attribute.
+_scan_json: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads_json(data: bytes) -> Any:
+    """``json.loads(data)``, about twice as quick for the usual compact UTF-8 object (what the
+    APIs send): the C scanner is called directly, without the encoding detection and the
+    whitespace passes around it. Anything else, and every error, goes through ``json.loads``."""
+    if data[:1] == b"{" and data[-1:] == b"}":
+        try:
+            text = data.decode("utf-8", "surrogatepass")  # as json.loads decodes UTF-8
+            value, end = _scan_json(text, 0)
+        except (UnicodeDecodeError, StopIteration, ValueError):
+            pass  # json.loads says what is wrong
+        else:
+            if end == len(text):
+                return value
+    return json.loads(data)
 
 
 def api_for_path(path: str) -> Api:
@@ -270,7 +291,7 @@ def request_facts(body: bytes) -> tuple[RequestFacts, dict[str, Any] | None]:
         facts.model = found.group(1).decode("utf-8", "replace") if found else None
         return facts, None
     try:
-        parsed = json.loads(body)
+        parsed = loads_json(body)
     except (ValueError, RecursionError):
         return facts, None
     if not isinstance(parsed, dict):
@@ -319,7 +340,7 @@ def _usage_from_tail(api: Api, body: bytes) -> Usage | None:
     if not found:
         return None
     try:
-        return _usage_of(api, json.loads(found[-1]))
+        return _usage_of(api, loads_json(found[-1]))
     except (ValueError, RecursionError):
         return None
 
@@ -345,7 +366,7 @@ def body_facts(
     parsed: Any = None
     if body and not truncated:
         try:
-            parsed = json.loads(body)
+            parsed = loads_json(body)
         except (ValueError, RecursionError):
             parsed = None
     facts = BodyFacts(error=classify_status(status, parsed, retry_after_header))
