@@ -61,6 +61,8 @@ def drive(tree: str | None, cases: list[tuple[str, str, str]], calls: int, round
     import asyncio
     import importlib
 
+    import httpx
+
     import monitor
     from bench.wrapper_overhead import async_calls, canned_upstream, sync_calls
     from monitor.recorder import Recorder, SqlSink, set_recorder
@@ -95,6 +97,10 @@ def drive(tree: str | None, cases: list[tuple[str, str, str]], calls: int, round
         )
         set_recorder(recorder)
         loop = asyncio.new_event_loop()
+        with httpx.Client(base_url="http://longcat.test", transport=canned_upstream(httpx)) as c:
+            monitor.instrument(c)  # the writer's first batches (schema, caches) are not counted
+            sync_calls(c, 10 * WARM_CALLS, False)
+            monitor.flush(60)
         for module, mode, kind in cases:
             http = importlib.import_module(module)
             stream = kind == "stream"
