@@ -5,6 +5,7 @@ No I/O here: bytes in, plain values out. The transport feeds it; tests feed it d
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -45,6 +46,7 @@ def loads_json(data: bytes) -> Any:
     return json.loads(data)
 
 
+@functools.lru_cache(maxsize=256)  # a client calls few paths, many times
 def api_for_path(path: str) -> Api:
     """Which API style a request path speaks."""
     if "/anthropic/" in path or path.endswith("/v1/messages") or path.endswith("/messages"):
@@ -88,6 +90,8 @@ class Usage:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:  # the usual case, first (bool is a subclass: not taken here)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -336,7 +340,13 @@ def _usage_of(api: Api, usage: Any) -> Usage | None:
 
 
 def _usage_from_tail(api: Api, body: bytes) -> Usage | None:
-    found = _USAGE_TAIL.findall(body)
+    # The last match of _USAGE_TAIL, found from the end: where the last "usage" key matches,
+    # that is the last match (no earlier match can hold it: its object would nest too deep).
+    last = body.rfind(b'"usage"')
+    if last < 0:
+        return None
+    match = _USAGE_TAIL.match(body, last)
+    found = [match.group(1)] if match else _USAGE_TAIL.findall(body)
     if not found:
         return None
     try:
