@@ -6,8 +6,11 @@ target is about; instruction counts do not. The upstream is in-process (no socke
 a loop of N calls and then a loop of 0 calls between markers (a call of ``os.getppid``, at which
 callgrind dumps its counts: ``--dump-before=getppid``), each loop followed by the recorder's
 flush; a call costs (N-call loop - 0-call loop) / N, so imports, start-up and warm-up are not
-counted. Every thread is counted, the writer's SQLite inserts included (the recorder writes one
-batch per loop), and the caller's thread is also shown alone.
+counted. Every thread is counted, the writer's SQLite inserts included, and shown apart: the
+writer sleeps while the calls run (its batch is not full, its interval long) and writes their
+records, one batch a loop, when flushed, between markers of its own. The heap is collected
+before each case and start-up's objects frozen, so a collection does not fall in one loop and
+not the other.
 
 Instructions are not time: the microseconds printed are an estimate, converting the added
 instructions at the rate of the bare client (instructions per call under callgrind over CPU
@@ -20,6 +23,7 @@ DIR``) in the same run, for a before/after.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -79,6 +83,7 @@ def drive(tree: str | None, cases: list[tuple[str, str, str]], calls: int, round
     def loops(name: str, run: Callable[[int], None]) -> None:
         run(WARM_CALLS)
         monitor.flush(60)
+        gc.collect()  # each case starts from the same heap: a collection is not left pending
         mark(None)
         for _ in range(rounds):
             for n in (calls, 0):
@@ -101,6 +106,8 @@ def drive(tree: str | None, cases: list[tuple[str, str, str]], calls: int, round
             monitor.instrument(c)  # the writer's first batches (schema, caches) are not counted
             sync_calls(c, 10 * WARM_CALLS, False)
             monitor.flush(60)
+        gc.collect()
+        gc.freeze()  # what start-up made is not walked again by each loop's collections
         for module, mode, kind in cases:
             http = importlib.import_module(module)
             stream = kind == "stream"

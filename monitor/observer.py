@@ -123,7 +123,10 @@ class CallObserver:
                 chunk.endswith(b"\n\n")
                 and 13 not in chunk
                 and (pending or self._splitter_idle())
-                and (out := without_null_usage(chunk)).find(b'"usage"') < 0
+                and (
+                    (out := chunk).find(b'"usage"') < 0
+                    or (out := without_null_usage(chunk)).find(b'"usage"') < 0
+                )
                 and out.find(b'"error"') < 0
                 and out.find(b"event:") < 0
             ):  # whole plain events, passed on with their null usage taken out
@@ -193,6 +196,9 @@ class CallObserver:
                 if self._splitter is None:
                     self._keep_body(piece)
                 elif not self._read_whole(piece):
+                    head = self._plain_head(piece)
+                    if head and self._read_whole(piece[:head]):
+                        piece = piece[head:]  # the plain events before the first special one
                     for event in self._splitter.feed(piece):
                         self._read_event(event)
         except DecodeError:
@@ -220,6 +226,15 @@ class CallObserver:
         if not had_content and reader.saw_content and self.record.ttft_ms is None:
             self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
         return whole
+
+    def _plain_head(self, piece: bytes) -> int:
+        """The length of the whole events at the start of ``piece`` before the first one that
+        must be read alone (usage, error, end of message), 0 when there are none."""
+        assert self._reader is not None and self._splitter is not None
+        if not self._splitter.idle or 13 in piece:  # CR: events may not end in LF LF
+            return 0
+        special = self._reader.special_at(piece)
+        return piece.rfind(b"\n\n", 0, special) + 2 if special > 0 else 0
 
     def _read_event(self, event: SSEEvent, drop: bool = False) -> bool:
         reader = self._reader
@@ -273,7 +288,7 @@ class CallObserver:
             except DecodeError as exc:
                 raise CallerDecodeError(str(exc)) from exc
             out = bytearray(self._filter_decoded(rest) if rest else b"")
-            for event in self._splitter.finish():
+            for event in self._splitter.finish() if not self._splitter.idle else ():
                 if not self._read_event(event, drop=True):
                     out += without_null_usage(event.raw)
             tail = bytes(out)

@@ -132,6 +132,11 @@ class StreamReader:
         one. Most of a stream is plain content, and this reads it without splitting it."""
         return False
 
+    def special_at(self, piece: bytes) -> int:
+        """Where in ``piece`` the first thing ``consume_whole`` will not read starts (-1: none),
+        so that the events before it can still be read at once."""
+        return 0
+
     def _count(self, matches: list[bytes]) -> None:
         if matches:
             self.saw_content = True
@@ -192,7 +197,7 @@ class OpenAIStreamReader(StreamReader):
     def consume_whole(self, piece: bytes) -> bool:
         if (piece.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(piece)) or (
             piece.find(b'"error"') >= 0 or piece.find(b"event:") >= 0
-        ):
+        ):  # what special_at looks for; asked as a yes or no, this is quicker
             return False
         if piece.find(b"[DONE]") >= 0 and _OPENAI_DONE.search(piece):
             self.ended = True
@@ -200,6 +205,12 @@ class OpenAIStreamReader(StreamReader):
             self.model = found.group(1).decode("utf-8", "replace")
         self._content(piece)
         return True
+
+    def special_at(self, piece: bytes) -> int:
+        found = [piece.find(b'"error"'), piece.find(b"event:")]
+        if piece.find(b'"usage"') >= 0 and (usage := _OPENAI_USAGE.search(piece)):
+            found.append(usage.start())
+        return min([at for at in found if at >= 0], default=-1)
 
 
 class AnthropicStreamReader(StreamReader):
@@ -229,11 +240,15 @@ class AnthropicStreamReader(StreamReader):
         return False
 
     def consume_whole(self, piece: bytes) -> bool:
-        if _ANTHROPIC_SPECIAL.search(piece):
+        if self.special_at(piece) >= 0:
             return False
         if piece.find(b"content_block_delta") >= 0:
             self._content(piece)
         return True
+
+    def special_at(self, piece: bytes) -> int:
+        found = _ANTHROPIC_SPECIAL.search(piece)
+        return found.start() if found else -1
 
 
 class OtherStreamReader(StreamReader):

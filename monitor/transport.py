@@ -41,6 +41,8 @@ RESPONSE_HEADERS: Final = frozenset(
         b"content-encoding",
     }
 )
+#: Those, and the ones dropped when the body is rewritten.
+_NOTED_HEADERS: Final = RESPONSE_HEADERS | {name.encode() for name in _REWRITTEN_HEADERS}
 
 
 class CallStarter:
@@ -77,11 +79,11 @@ class CallStarter:
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
             record.attempt = int(retry)
-        facts = RequestFacts()
-        parsed = None
         body = _request_body(request)
         if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":
             facts, parsed = request_facts(body)
+        else:
+            facts, parsed = RequestFacts(), None
         record.model = facts.model
         record.stream = facts.stream
         strip = False
@@ -149,10 +151,10 @@ def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
 
 
 def _note_response(observer: CallObserver, response: Any) -> None:
-    headers = _picked_from(response.headers, RESPONSE_HEADERS)
+    headers = _picked_from(response.headers, _NOTED_HEADERS)
     if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
-            if name in response.headers:
+            if name in headers:  # the dict: asking the Headers would scan them again
                 del response.headers[name]
 
 
