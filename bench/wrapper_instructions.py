@@ -16,8 +16,9 @@ Instructions are not time: the microseconds printed are an estimate, converting 
 instructions at the rate of the bare client (instructions per call under callgrind over CPU
 microseconds per call of the same loop run without valgrind, in the same run).
 
-``--baseline-tree DIR`` counts the monitor of another checkout (``git archive main | tar -x -C
-DIR``) in the same run, for a before/after.
+``--baseline-tree DIR`` counts and times the monitor of another checkout (``git archive main |
+tar -x -C DIR``) in the same run, for a before/after; the native runs of the two trees take
+turns.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=100, help="calls per loop under callgrind")
     parser.add_argument("--rounds", type=int, default=1, help="loops per case under callgrind")
     parser.add_argument("--clock-calls", type=int, default=1000, help="calls per native loop")
-    parser.add_argument("--clock-rounds", type=int, default=5, help="native loops per case")
+    parser.add_argument("--clock-rounds", type=int, default=5, help="native runs per tree")
     parser.add_argument("--modules", default="httpx,httpx2")
     parser.add_argument("--modes", default="sync", help="sync, async or sync,async")
     parser.add_argument("--baseline-tree", help="another checkout's monitor, counted too")
@@ -216,19 +217,25 @@ def main(argv: list[str] | None = None) -> None:
     for label, tree in trees:
         command = _driver_command(tree, args.modules, args.modes, args.calls, args.rounds)
         counts[label] = per_call(*counted(command), args.calls)
-    clock_command = _driver_command(
-        None, args.modules, args.modes, args.clock_calls, args.clock_rounds
-    )
-    segments = _driver_output(clock_command)["segments"]
-    clock = per_call(
-        [s["label"] for s in segments], [s["cpu_s"] * 1e6 for s in segments], args.clock_calls
-    )
+    # The clock: each tree's native run in turn, round after round, so drift hits both.
+    timed: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in trees}
+    for _ in range(args.clock_rounds):
+        for label, tree in trees:
+            command = _driver_command(tree, args.modules, args.modes, args.clock_calls, 1)
+            timed[label] += _driver_output(command)["segments"]
+    clocks = {
+        label: per_call(
+            [s["label"] for s in segments], [s["cpu_s"] * 1e6 for s in segments], args.clock_calls
+        )
+        for label, segments in timed.items()
+    }
     rows = []
     for module, mode, kind in _cases(args.modules, args.modes):
         case = f"{module}|{mode}|{kind}"
-        bare_us = clock[f"{case}|bare|caller"] + clock[f"{case}|bare|writer"]
-        wrapped_us = clock[f"{case}|instrumented|caller"] + clock[f"{case}|instrumented|writer"]
         for label, _ in trees:
+            clock = clocks[label]
+            bare_us = clock[f"{case}|bare|caller"] + clock[f"{case}|bare|writer"]
+            wrapped_us = clock[f"{case}|instrumented|caller"] + clock[f"{case}|instrumented|writer"]
             figures = counts[label]
             bare = figures[f"{case}|bare|caller"] + figures[f"{case}|bare|writer"]
             caller = figures[f"{case}|instrumented|caller"] - figures[f"{case}|bare|caller"]
@@ -248,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{caller:+,.0f}",
                     f"{writer:+,.0f}",
                     f"{(wrapped - bare) / rate:+.1f}",
-                    f"{wrapped_us - bare_us:+.1f}" if label == "this tree" else "",
+                    f"{bare_us:.0f}",
+                    f"{wrapped_us - bare_us:+.1f}",
                 ]
             )
     from bench.common import machine, print_table
@@ -258,9 +266,9 @@ def main(argv: list[str] | None = None) -> None:
         f"upstream in-process, every thread counted, writer's SQLite inserts included; "
         f"{machine()}, {time.monotonic() - started:.0f} s). Target: <= 1.05x and <= 30 us. "
         f"'est. added us' is an ESTIMATE: added instructions at the bare client's rate "
-        f"(its callgrind count over its CPU time per call without valgrind, "
-        f"{args.clock_rounds} x {args.clock_calls} calls, this run); 'clock added us' is that "
-        "native run's own difference (noisy on a shared machine)",
+        f"(its callgrind count over its CPU time per call without valgrind, median of "
+        f"{args.clock_rounds} rounds x {args.clock_calls} calls, trees taking turns, this run); "
+        "'clock' is CPU time per call of those native runs (noisy on a shared machine)",
         [
             "module",
             "mode",
@@ -273,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
             "caller",
             "writer",
             "est. added us",
+            "clock bare us",
             "clock added us",
         ],
         rows,

@@ -127,9 +127,8 @@ class CallObserver:
                     (out := chunk).find(b'"usage"') < 0
                     or (out := without_null_usage(chunk)).find(b'"usage"') < 0
                 )
-                and out.find(b'"error"') < 0
-                and out.find(b"event:") < 0
-            ):  # whole plain events, passed on with their null usage taken out
+            ):  # whole events, none to drop, passed on with their null usage taken out (an
+                # error among them is read with the batch, before the record is made)
                 pending.append(out)
                 chunk = out
             else:
@@ -169,11 +168,8 @@ class CallObserver:
         self._pending.clear()
         self._pending_size = 0
         try:
-            if self.strip_usage_chunk:  # whole plain events, passed on with nulls removed
-                assert self._splitter is not None
-                if not self._read_whole(joined):
-                    for event in self._splitter.feed(joined):
-                        self._read_event(event, drop=True)
+            if self.strip_usage_chunk:  # whole events, passed on already
+                self._read_events(joined, drop=True)
             elif self._observing:
                 self._observe(joined)
         except Exception as exc:
@@ -195,12 +191,8 @@ class CallObserver:
             for piece in self._decoded(chunk):
                 if self._splitter is None:
                     self._keep_body(piece)
-                elif not self._read_whole(piece):
-                    head = self._plain_head(piece)
-                    if head and self._read_whole(piece[:head]):
-                        piece = piece[head:]  # the plain events before the first special one
-                    for event in self._splitter.feed(piece):
-                        self._read_event(event)
+                else:
+                    self._read_events(piece)
         except DecodeError:
             self._observing = False  # the caller's client will say what is wrong with the body
 
@@ -226,6 +218,17 @@ class CallObserver:
         if not had_content and reader.saw_content and self.record.ttft_ms is None:
             self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
         return whole
+
+    def _read_events(self, piece: bytes, drop: bool = False) -> None:
+        """Read the events ``piece`` holds or completes: plain ones at once where they can be."""
+        assert self._splitter is not None
+        if self._read_whole(piece):
+            return
+        head = self._plain_head(piece)
+        if head and self._read_whole(piece[:head]):
+            piece = piece[head:]  # the plain events before the first special one are read
+        for event in self._splitter.feed(piece):
+            self._read_event(event, drop)
 
     def _plain_head(self, piece: bytes) -> int:
         """The length of the whole events at the start of ``piece`` before the first one that
