@@ -237,7 +237,8 @@ class CallObserver:
         if not self._splitter.idle or 13 in piece:  # CR: events may not end in LF LF
             return 0
         special = self._reader.special_at(piece)
-        return piece.rfind(b"\n\n", 0, special) + 2 if special > 0 else 0
+        end = piece.rfind(b"\n\n", 0, special) if special > 0 else -1
+        return end + 2 if end >= 0 else 0
 
     def _read_event(self, event: SSEEvent, drop: bool = False) -> bool:
         reader = self._reader
