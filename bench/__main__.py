@@ -11,6 +11,7 @@ import sys
 
 BENCHMARKS = {
     "wrapper": "bench.wrapper_overhead",
+    "wrapper-instructions": "bench.wrapper_instructions",
     "memory": "bench.memory",
     "recorder": "bench.recorder_throughput",
     "rollup": "bench.rollup",

@@ -14,6 +14,7 @@ import json
 import tempfile
 import time
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,10 @@ def cpu_per_call(
         return (time.process_time() - start) / n
 
 
-def canned_upstream(http: types.ModuleType) -> Any:
+def canned_upstream(http: types.ModuleType, is_async: bool = False) -> Any:
     """An in-process LongCat stand-in: streamed responses come out event by event, as off a
-    socket, so the monitored path is the same one a network response takes."""
+    socket, so the monitored path is the same one a network response takes (an async iterator
+    of them for an ``AsyncClient``)."""
     body = json.dumps(
         {
             "id": "chatcmpl-1",
@@ -107,12 +109,17 @@ def canned_upstream(http: types.ModuleType) -> Any:
     events = [chunk({"index": 0, "delta": {"content": "word word "}}) for _ in range(10)]
     usage = chunk({}, {"prompt_tokens": 15, "completion_tokens": 24, "total_tokens": 39})
 
+    async def pieces(stream: list[bytes]) -> AsyncIterator[bytes]:
+        for piece in stream:
+            yield piece
+
     def answer(request: Any) -> Any:
         if b'"stream": true' in request.content or b'"stream":true' in request.content:
             asked = b'"include_usage":true' in request.content.replace(b" ", b"")
             stream = [*events, *([usage] if asked else []), b"data: [DONE]\n\n"]
             headers = {"content-type": "text/event-stream"}
-            return http.Response(200, content=iter(stream), headers=headers)
+            content = pieces(stream) if is_async else iter(stream)
+            return http.Response(200, content=content, headers=headers)
         return http.Response(200, content=body, headers={"content-type": "application/json"})
 
     return http.MockTransport(answer)

@@ -144,6 +144,8 @@ class ChainDecoder:
 
 def decoder_for(content_encoding: str | None, piece_limit: int = DEFAULT_PIECE_LIMIT) -> Decoder:
     """A decoder for a ``Content-Encoding`` header value; unknown encodings raise DecodeError."""
+    if not content_encoding:  # the usual response: nothing to undo
+        return IdentityDecoder()
     names = [n.strip().lower() for n in (content_encoding or "").split(",") if n.strip()]
     names = [n for n in names if n != "identity"]
     decoders: list[Decoder] = []

@@ -68,7 +68,7 @@ class CallObserver:
         self._identity = False
         self._splitter: SSESplitter | None = None
         self._reader: StreamReader | None = None
-        self._body: bytearray | None = None
+        self._body: bytearray | bytes | None = None
         self._body_truncated = False
         self._body_ended = False
         # After the first content (TTFT) nothing in a stream is needed until it ends, so the
@@ -119,13 +119,16 @@ class CallObserver:
             if not self.strip_usage_chunk:
                 pending.append(chunk)
             elif (
+                # bytes.find, not ``in``, and 13 (CR) as an int: see monitor.streams
                 chunk.endswith(b"\n\n")
-                and b"\r" not in chunk
+                and 13 not in chunk
                 and (pending or self._splitter_idle())
-                and b'"usage"' not in (out := without_null_usage(chunk))
-                and b'"error"' not in out
-                and b"event:" not in out
-            ):  # whole plain events, passed on with their null usage taken out
+                and (
+                    (out := chunk).find(b'"usage"') < 0
+                    or (out := without_null_usage(chunk)).find(b'"usage"') < 0
+                )
+            ):  # whole events, none to drop, passed on with their null usage taken out (an
+                # error among them is read with the batch, before the record is made)
                 pending.append(out)
                 chunk = out
             else:
@@ -165,11 +168,8 @@ class CallObserver:
         self._pending.clear()
         self._pending_size = 0
         try:
-            if self.strip_usage_chunk:  # whole plain events, passed on with nulls removed
-                assert self._splitter is not None
-                if not self._read_whole(joined):
-                    for event in self._splitter.feed(joined):
-                        self._read_event(event, drop=True)
+            if self.strip_usage_chunk:  # whole events, passed on already
+                self._read_events(joined, drop=True)
             elif self._observing:
                 self._observe(joined)
         except Exception as exc:
@@ -191,9 +191,8 @@ class CallObserver:
             for piece in self._decoded(chunk):
                 if self._splitter is None:
                     self._keep_body(piece)
-                elif not self._read_whole(piece):
-                    for event in self._splitter.feed(piece):
-                        self._read_event(event)
+                else:
+                    self._read_events(piece)
         except DecodeError:
             self._observing = False  # the caller's client will say what is wrong with the body
 
@@ -208,7 +207,7 @@ class CallObserver:
         """Read a piece of plain content events at once (see StreamReader.consume_whole)."""
         reader = self._reader
         assert reader is not None and self._splitter is not None
-        if not (self._splitter.idle and piece.endswith(b"\n\n") and b"\r" not in piece):
+        if not (self._splitter.idle and piece.endswith(b"\n\n") and 13 not in piece):
             return False
         had_content = reader.saw_content
         try:
@@ -219,6 +218,27 @@ class CallObserver:
         if not had_content and reader.saw_content and self.record.ttft_ms is None:
             self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
         return whole
+
+    def _read_events(self, piece: bytes, drop: bool = False) -> None:
+        """Read the events ``piece`` holds or completes: plain ones at once where they can be."""
+        assert self._splitter is not None
+        if self._read_whole(piece):
+            return
+        head = self._plain_head(piece)
+        if head and self._read_whole(piece[:head]):
+            piece = piece[head:]  # the plain events before the first special one are read
+        for event in self._splitter.feed(piece):
+            self._read_event(event, drop)
+
+    def _plain_head(self, piece: bytes) -> int:
+        """The length of the whole events at the start of ``piece`` before the first one that
+        must be read alone (usage, error, end of message), 0 when there are none."""
+        assert self._reader is not None and self._splitter is not None
+        if not self._splitter.idle or 13 in piece:  # CR: events may not end in LF LF
+            return 0
+        special = self._reader.special_at(piece)
+        end = piece.rfind(b"\n\n", 0, special) if special > 0 else -1
+        return end + 2 if end >= 0 else 0
 
     def _read_event(self, event: SSEEvent, drop: bool = False) -> bool:
         reader = self._reader
@@ -234,11 +254,17 @@ class CallObserver:
         return dropped
 
     def _keep_body(self, piece: bytes) -> None:
-        assert self._body is not None
-        self._body += piece
-        if len(self._body) > BODY_PARSE_LIMIT:
+        body = self._body
+        assert body is not None
+        if not body and type(piece) is bytes and len(piece) <= BODY_PARSE_LIMIT:
+            self._body = piece  # the usual body, in one piece: kept as it is, not copied
+            return
+        if isinstance(body, bytes):
+            self._body = body = bytearray(body)
+        body += piece
+        if len(body) > BODY_PARSE_LIMIT:
             self._body_truncated = True
-            del self._body[:-BODY_TAIL_KEEP]
+            del body[:-BODY_TAIL_KEEP]
 
     def on_read_body(self, content: bytes) -> bytes:
         """A body the inner transport had already read and decoded (mock and WSGI transports
@@ -246,7 +272,11 @@ class CallObserver:
         self._decoder = IdentityDecoder()
         self._identity = True
         if not self.strip_usage_chunk:
-            self.on_chunk(content)
+            body = self._body
+            if body is not None and not body and self._observing:
+                self._keep_body(content)
+            else:
+                self.on_chunk(content)
             self.on_end()
             return content
         return b"".join(self._rewrite(content)) + self.on_end()
@@ -261,8 +291,8 @@ class CallObserver:
                 rest = b"".join(self._decoder.finish())
             except DecodeError as exc:
                 raise CallerDecodeError(str(exc)) from exc
-            out = bytearray(self._filter_decoded(rest))
-            for event in self._splitter.finish():
+            out = bytearray(self._filter_decoded(rest) if rest else b"")
+            for event in self._splitter.finish() if not self._splitter.idle else ():
                 if not self._read_event(event, drop=True):
                     out += without_null_usage(event.raw)
             tail = bytes(out)

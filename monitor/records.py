@@ -39,8 +39,9 @@ def new_event_id() -> str:
     Time-ordered like UUIDv7 (48 bits of milliseconds, then 80 random bits): new ids go to the
     end of the unique index instead of anywhere in it, which keeps batched inserts fast.
     """
-    # random reseeds itself in a forked child, so workers never repeat each other's ids
-    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+    # random reseeds itself in a forked child, so workers never repeat each other's ids;
+    # the 128 bits as 32 hex digits in one go (cheaper than formatting the two halves)
+    return ((time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)).to_bytes(16).hex()
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ class SSESplitter:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete (in order, covering every byte once)."""
-        if not self._buf and b"\r" not in chunk:
+        if not self._buf and 13 not in chunk:  # CR as an int: see monitor.streams
             return self._feed_lf(chunk)
         self._buf += chunk
         events = self._drain(final=False)
@@ -76,7 +76,7 @@ class SSESplitter:
         """The event in ``chunk[start:end]`` (its LF-separated lines), ended by a blank line."""
         raw = chunk if start == 0 and end + 2 == len(chunk) else chunk[start : end + 2]
         block = raw[:-2]
-        if block.startswith(b"data:") and b"\n" not in block and len(block) <= self._max:
+        if block.startswith(b"data:") and block.find(b"\n") < 0 and len(block) <= self._max:
             value = block[6:] if block.startswith(b"data: ") else block[5:]
             return SSEEvent(raw=raw, name=None, data=value)
         for line in block.split(b"\n"):

@@ -1,17 +1,27 @@
 """Pure readers of the two APIs' SSE streams: usage, model, first content, end marker, errors.
 
 Content chunks are recognised with cheap byte patterns; only the few events that carry usage or
-an error are parsed as JSON, so reading a stream costs the caller almost nothing.
+an error are parsed as JSON, so reading a stream costs the caller almost nothing. Byte searches
+on this path use ``bytes.find``: on bytes, ``in`` first tries its operand as an integer and
+raises and clears a TypeError every time, which costs more than the search (CPython 3.11); a
+single byte is looked up as an int (``13 in data`` for CR), which takes the direct path.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
 from monitor.sse import SSEEvent
-from monitor.usage import ErrorInfo, Usage, anthropic_usage, error_fields, openai_usage, text_size
+from monitor.usage import (
+    ErrorInfo,
+    Usage,
+    anthropic_usage,
+    error_fields,
+    loads_json,
+    openai_usage,
+    text_size,
+)
 
 _OPENAI_USAGE: Final = re.compile(rb'"usage"\s*:\s*\{')
 _OPENAI_CONTENT: Final = re.compile(
@@ -27,6 +37,10 @@ _ANTHROPIC_SPECIAL: Final = re.compile(
 )
 _MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _ERROR_KEY: Final = re.compile(rb'^\s*\{\s*"error"\s*:')
+#: Content read after a stream's first is kept back uncounted up to this many bytes: a stream
+#: that reports its usage (nearly all) never needs its text counted, so it is counted only
+#: when an estimate asks for it, or when this much is waiting.
+UNCOUNTED_LIMIT: Final = 64 * 1024
 
 
 _NULL_USAGE: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
@@ -41,24 +55,24 @@ def without_null_usage(raw: bytes) -> bytes:
     asked on the caller's behalf, takes it out again. (A JSON string cannot contain an unescaped
     ``"usage"``, so only the real field matches.)
     """
-    if b'"usage"' not in raw:
+    if raw.find(b'"usage"') < 0:
         return raw
     raw = raw.replace(_NULL_USAGE_LAST, b"}")  # the usual form, as the last field, in C
-    if b'"usage"' not in raw:
+    if raw.find(b'"usage"') < 0:
         return raw
     return _NULL_USAGE.sub(b"", raw)
 
 
 def _loads(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return loads_json(data)
     except (ValueError, RecursionError):
         return None
 
 
 def _text_chars(matches: list[bytes]) -> tuple[int, int]:
     joined = b"".join(matches)
-    if joined.isascii() and b"\\" not in joined:  # the usual text: one byte a character
+    if joined.isascii() and joined.find(b"\\") < 0:  # the usual text: one byte a character
         return len(joined), 0
     chars = non_ascii = 0
     for raw in matches:
@@ -80,10 +94,10 @@ class StreamReader:
     usage: Usage | None
     model: str | None
     error: ErrorInfo | None
-    output_chars: int
-    output_non_ascii: int
     saw_content: bool
     usage_final: bool  # the usage seen is the call's final count, not a running one
+    #: What finds the text of a content event (its matches are counted).
+    _text: re.Pattern[bytes] | None = None
 
     def __init__(self) -> None:
         self.usage_final = False
@@ -91,9 +105,23 @@ class StreamReader:
         self.usage = None
         self.model = None
         self.error = None
-        self.output_chars = 0
-        self.output_non_ascii = 0
         self.saw_content = False
+        self._chars = 0
+        self._non_ascii = 0
+        self._uncounted: list[bytes] = []
+        self._uncounted_size = 0
+
+    @property
+    def output_chars(self) -> int:
+        """Characters of output text seen so far."""
+        self._count_kept()
+        return self._chars
+
+    @property
+    def output_non_ascii(self) -> int:
+        """Of those, the non-ASCII ones."""
+        self._count_kept()
+        return self._non_ascii
 
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         raise NotImplementedError
@@ -104,12 +132,36 @@ class StreamReader:
         one. Most of a stream is plain content, and this reads it without splitting it."""
         return False
 
+    def special_at(self, piece: bytes) -> int:
+        """Where in ``piece`` the first thing ``consume_whole`` will not read starts (-1: none),
+        so that the events before it can still be read at once."""
+        return 0
+
     def _count(self, matches: list[bytes]) -> None:
         if matches:
             self.saw_content = True
             chars, non_ascii = _text_chars(matches)
-            self.output_chars += chars
-            self.output_non_ascii += non_ascii
+            self._chars += chars
+            self._non_ascii += non_ascii
+
+    def _content(self, data: bytes) -> None:
+        """Count the text in ``data``; once content was seen (TTFT is set), later."""
+        assert self._text is not None
+        if not self.saw_content:
+            self._count(self._text.findall(data))
+            return
+        self._uncounted.append(data)
+        self._uncounted_size += len(data)
+        if self._uncounted_size > UNCOUNTED_LIMIT:
+            self._count_kept()
+
+    def _count_kept(self) -> None:
+        if self._uncounted:
+            assert self._text is not None
+            for data in self._uncounted:  # one by one, as they were read
+                self._count(self._text.findall(data))
+            self._uncounted.clear()
+            self._uncounted_size = 0
 
     def _error_event(self, payload: Any) -> None:
         kind, code, message, _ = error_fields(payload)
@@ -117,6 +169,8 @@ class StreamReader:
 
 
 class OpenAIStreamReader(StreamReader):
+    _text = _OPENAI_CONTENT
+
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         data = event.data
         if data is None:
@@ -129,8 +183,8 @@ class OpenAIStreamReader(StreamReader):
         if _ERROR_KEY.match(data) or event.name == "error":
             self._error_event(_loads(data))
             return False
-        self._count(_OPENAI_CONTENT.findall(data))
-        if b'"usage"' in data and _OPENAI_USAGE.search(data):
+        self._content(data)
+        if data.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(data):
             chunk = _loads(data)
             if isinstance(chunk, dict):
                 usage = openai_usage(chunk.get("usage"))
@@ -141,26 +195,34 @@ class OpenAIStreamReader(StreamReader):
         return False
 
     def consume_whole(self, piece: bytes) -> bool:
-        if (b'"usage"' in piece and _OPENAI_USAGE.search(piece)) or (
-            b'"error"' in piece or b"event:" in piece
-        ):
+        if (piece.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(piece)) or (
+            piece.find(b'"error"') >= 0 or piece.find(b"event:") >= 0
+        ):  # what special_at looks for; asked as a yes or no, this is quicker
             return False
-        if b"[DONE]" in piece and _OPENAI_DONE.search(piece):
+        if piece.find(b"[DONE]") >= 0 and _OPENAI_DONE.search(piece):
             self.ended = True
         if self.model is None and (found := _MODEL.search(piece)):
             self.model = found.group(1).decode("utf-8", "replace")
-        self._count(_OPENAI_CONTENT.findall(piece))
+        self._content(piece)
         return True
+
+    def special_at(self, piece: bytes) -> int:
+        found = [piece.find(b'"error"'), piece.find(b"event:")]
+        if piece.find(b'"usage"') >= 0 and (usage := _OPENAI_USAGE.search(piece)):
+            found.append(usage.start())
+        return min([at for at in found if at >= 0], default=-1)
 
 
 class AnthropicStreamReader(StreamReader):
+    _text = _ANTHROPIC_DELTA_TEXT
+
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         data = event.data
         if data is None:
             return False
         name = event.name
         if name == "content_block_delta":
-            self._count(_ANTHROPIC_DELTA_TEXT.findall(data))
+            self._content(data)
         elif name in ("message_start", "message_delta"):
             payload = _loads(data)
             if isinstance(payload, dict):
@@ -178,11 +240,15 @@ class AnthropicStreamReader(StreamReader):
         return False
 
     def consume_whole(self, piece: bytes) -> bool:
-        if _ANTHROPIC_SPECIAL.search(piece):
+        if self.special_at(piece) >= 0:
             return False
-        if b"content_block_delta" in piece:
-            self._count(_ANTHROPIC_DELTA_TEXT.findall(piece))
+        if piece.find(b"content_block_delta") >= 0:
+            self._content(piece)
         return True
+
+    def special_at(self, piece: bytes) -> int:
+        found = _ANTHROPIC_SPECIAL.search(piece)
+        return found.start() if found else -1
 
 
 class OtherStreamReader(StreamReader):

@@ -29,6 +29,7 @@ REQUEST_PARSE_LIMIT: Final = 512 * 1024
 RETRY_HEADER: Final = "x-stainless-retry-count"
 _REWRITTEN_HEADERS: Final = ("content-encoding", "content-length")
 FINGERPRINT_CACHE_SIZE: Final = 256
+_NO_KEY: Final[tuple[None, None]] = (None, None)
 _REQUEST_HEADERS: Final = frozenset({b"authorization", b"x-api-key", RETRY_HEADER.encode()})
 #: The response headers the observer reads.
 RESPONSE_HEADERS: Final = frozenset(
@@ -40,6 +41,8 @@ RESPONSE_HEADERS: Final = frozenset(
         b"content-encoding",
     }
 )
+#: Those, and the ones dropped when the body is rewritten.
+_NOTED_HEADERS: Final = RESPONSE_HEADERS | {name.encode() for name in _REWRITTEN_HEADERS}
 
 
 class CallStarter:
@@ -51,7 +54,7 @@ class CallStarter:
         self.submit = submit
         self.source = source
         self._key_secret = key_secret
-        self._fingerprints: dict[str, tuple[str, str]] = {}
+        self._fingerprints: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
 
     def __repr__(self) -> str:  # the fingerprint cache is keyed by raw keys: never show it
         return f"CallStarter(source={self.source!r})"
@@ -61,25 +64,26 @@ class CallStarter:
         path = url.path
         api = api_for_path(path)
         headers = _picked_from(request.headers, _REQUEST_HEADERS)
+        labels = current_labels()
         record = CallRecord(
             started_at=datetime.now(UTC),
             api=api,
             endpoint=path,
             method=request.method,
-            labels=dict(current_labels()),
+            labels=dict(labels) if labels else {},
             source=self.source,
         )
-        raw_key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
-        if raw_key:
-            record.key_id, record.key_hint = self._fingerprint(raw_key)
+        record.key_id, record.key_hint = self._fingerprint(
+            headers.get("authorization"), headers.get("x-api-key")
+        )
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
             record.attempt = int(retry)
-        facts = RequestFacts()
-        parsed = None
         body = _request_body(request)
         if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":
             facts, parsed = request_facts(body)
+        else:
+            facts, parsed = RequestFacts(), None
         record.model = facts.model
         record.stream = facts.stream
         strip = False
@@ -88,14 +92,18 @@ class CallStarter:
             strip = True
         return CallObserver(record, facts, self.submit, strip_usage_chunk=strip), request
 
-    def _fingerprint(self, raw_key: str) -> tuple[str, str]:
-        """(key_id, key_hint), cached: a process makes many calls with few keys."""
-        known = self._fingerprints.get(raw_key)
+    def _fingerprint(
+        self, authorization: str | None, x_api_key: str | None
+    ) -> tuple[str | None, str | None]:
+        """(key_id, key_hint) of the key these headers carry, (None, None) for none; cached by
+        the header values: a process makes many calls with few keys."""
+        known = self._fingerprints.get((authorization, x_api_key))
         if known is None:
+            raw_key = key_from_headers(authorization, x_api_key)
+            known = (key_id(raw_key, self._key_secret()), key_hint(raw_key)) if raw_key else _NO_KEY
             if len(self._fingerprints) >= FINGERPRINT_CACHE_SIZE:
                 self._fingerprints.clear()
-            known = (key_id(raw_key, self._key_secret()), key_hint(raw_key))
-            self._fingerprints[raw_key] = known
+            self._fingerprints[authorization, x_api_key] = known
         return known
 
 
@@ -143,10 +151,10 @@ def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
 
 
 def _note_response(observer: CallObserver, response: Any) -> None:
-    headers = _picked_from(response.headers, RESPONSE_HEADERS)
+    headers = _picked_from(response.headers, _NOTED_HEADERS)
     if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
-            if name in response.headers:
+            if name in headers:  # the dict: asking the Headers would scan them again
                 del response.headers[name]
 
 

@@ -5,9 +5,11 @@ No I/O here: bytes in, plain values out. The transport feeds it; tests feed it d
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +26,27 @@ _CONTEXT_LENGTH_HINTS: Final = (
 )
 
 
+#: What json.loads calls underneath (in C); typeshed does not declare the attribute.
+_scan_json: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads_json(data: bytes) -> Any:
+    """``json.loads(data)``, about twice as quick for the usual compact UTF-8 object (what the
+    APIs send): the C scanner is called directly, without the encoding detection and the
+    whitespace passes around it. Anything else, and every error, goes through ``json.loads``."""
+    if data[:1] == b"{" and data[-1:] == b"}":
+        try:
+            text = data.decode("utf-8", "surrogatepass")  # as json.loads decodes UTF-8
+            value, end = _scan_json(text, 0)
+        except (UnicodeDecodeError, StopIteration, ValueError):
+            pass  # json.loads says what is wrong
+        else:
+            if end == len(text):
+                return value
+    return json.loads(data)
+
+
+@functools.lru_cache(maxsize=256)  # a client calls few paths, many times
 def api_for_path(path: str) -> Api:
     """Which API style a request path speaks."""
     if "/anthropic/" in path or path.endswith("/v1/messages") or path.endswith("/messages"):
@@ -67,6 +90,8 @@ class Usage:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:  # the usual case, first (bool is a subclass: not taken here)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -270,7 +295,7 @@ def request_facts(body: bytes) -> tuple[RequestFacts, dict[str, Any] | None]:
         facts.model = found.group(1).decode("utf-8", "replace") if found else None
         return facts, None
     try:
-        parsed = json.loads(body)
+        parsed = loads_json(body)
     except (ValueError, RecursionError):
         return facts, None
     if not isinstance(parsed, dict):
@@ -315,11 +340,17 @@ def _usage_of(api: Api, usage: Any) -> Usage | None:
 
 
 def _usage_from_tail(api: Api, body: bytes) -> Usage | None:
-    found = _USAGE_TAIL.findall(body)
+    # The last match of _USAGE_TAIL, found from the end: where the last "usage" key matches,
+    # that is the last match (no earlier match can hold it: its object would nest too deep).
+    last = body.rfind(b'"usage"')
+    if last < 0:
+        return None
+    match = _USAGE_TAIL.match(body, last)
+    found = [match.group(1)] if match else _USAGE_TAIL.findall(body)
     if not found:
         return None
     try:
-        return _usage_of(api, json.loads(found[-1]))
+        return _usage_of(api, loads_json(found[-1]))
     except (ValueError, RecursionError):
         return None
 
@@ -345,7 +376,7 @@ def body_facts(
     parsed: Any = None
     if body and not truncated:
         try:
-            parsed = json.loads(body)
+            parsed = loads_json(body)
         except (ValueError, RecursionError):
             parsed = None
     facts = BodyFacts(error=classify_status(status, parsed, retry_after_header))

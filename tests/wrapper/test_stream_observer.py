@@ -88,11 +88,31 @@ def test_same_bytes_and_record_however_the_stream_is_cut(
         assert record.usage_source == "estimated" and record.error_type == "stream_interrupted"
 
 
-def test_an_estimate_counts_the_text_of_every_event_read_in_batches() -> None:
+@pytest.mark.parametrize("words", [400, 4000])  # 4,000: more than the text kept uncounted
+def test_an_estimate_counts_the_text_of_every_event_read_in_batches(words: int) -> None:
     """A cut stream's estimate counts every content character, also those read after the first
     content, when the monitor reads events in batches."""
-    events = openai_events(asked_usage=False, words=400)[:-1]  # cut before [DONE]
+    events = openai_events(asked_usage=False, words=words)[:-1]  # cut before [DONE]
     _, batched = observe(events, strip=False, end=False)
     _, whole = observe([b"".join(events)], strip=False, end=False)
     assert batched.output_tokens == whole.output_tokens and batched.output_tokens is not None
-    assert batched.output_tokens > 400
+    assert batched.output_tokens > words
+
+
+@pytest.mark.parametrize("how", ["whole", "events", "bytes7"])
+@pytest.mark.parametrize("named", [True, False])
+@pytest.mark.parametrize("strip", [True, False])
+def test_an_in_band_error_after_content_is_recorded_however_the_stream_is_cut(
+    how: str, named: bool, strip: bool
+) -> None:
+    error = b'{"error":{"code":"overloaded","type":"server_error","message":"busy"}}'
+    failure = (b"event: error\n" if named else b"") + b"data: " + error + b"\n\n"
+    stream = b"".join(openai_events(asked_usage=strip, words=12)[:-2]) + failure
+    out, record = observe(cuts(stream, how), strip, end=True)
+    assert b"busy" in out
+    assert (record.error_type, record.error_code, record.error_message) == (
+        "stream_error",
+        "overloaded",
+        "busy",
+    )
+    assert record.ttft_ms is not None and record.usage_source == "estimated"
