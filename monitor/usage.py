@@ -89,16 +89,21 @@ class Usage:
         return self
 
 
+#: The most tokens one count of a call may hold and be recorded, far above any model's context:
+#: a quarter of the database's 32-bit integer columns, so that a total of four counts fits too.
+MAX_TOKEN_COUNT: Final = 2**31 // 4 - 1
+
+
 def _int(value: Any) -> int | None:
-    if type(value) is int:  # the usual case, first (bool is a subclass: not taken here)
-        return value
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+    """A token count, or None for what cannot be one: negative, fractional, not a number, or
+    too big for the database's columns (Postgres's binary COPY would store it wrapped around)."""
+    if type(value) is not int:  # the usual case is an int (bool is a subclass: not taken here)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if isinstance(value, float) and not value.is_integer():
+            return None
+        value = int(value)
+    return value if 0 <= value <= MAX_TOKEN_COUNT else None
 
 
 def openai_usage(usage: Any) -> Usage | None:

@@ -103,6 +103,32 @@ def test_anthropic_body_counts_cache_tokens_as_input() -> None:
     assert usage.total_tokens == 185
 
 
+@pytest.mark.parametrize("bad", [-1, -5, 2**29, 2**31, 10**12, True, "12", 1.5])
+def test_a_count_that_cannot_be_one_is_not_recorded(bad: object) -> None:
+    """Negative, fractional or non-numeric counts, or counts whose total could overflow the
+    database's 32-bit columns, are taken as unknown (Postgres stored 10**12 as -727,379,968)."""
+    openai_body = json.dumps(
+        {"usage": {"prompt_tokens": 12, "completion_tokens": bad, "total_tokens": bad}}
+    ).encode()
+    usage = body_facts("openai", 200, openai_body).usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (12, None)
+    assert usage.total_tokens in (None, 12)
+    tail = b'"usage":{"output_tokens":' + json.dumps(bad).encode() + b"}"  # no JSON around it
+    assert body_facts("openai", 200, tail).usage is None
+    anthropic_body = json.dumps(
+        {"usage": {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": bad}}
+    ).encode()
+    usage = body_facts("anthropic", 200, anthropic_body).usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (100, 50, None)
+    assert usage.total_tokens == 150
+    most = {"input_tokens": 2**29 - 1, "output_tokens": 2**29 - 1}
+    most |= {"cache_read_input_tokens": 2**29 - 1, "cache_creation_input_tokens": 2**29 - 1}
+    usage = body_facts("anthropic", 200, json.dumps({"usage": most}).encode()).usage
+    assert usage is not None and usage.total_tokens == 2**31 - 4  # still fits the column
+
+
 def test_usage_found_in_the_tail_of_a_truncated_body() -> None:
     tail = BODY[-300:]
     usage = body_facts("openai", 200, tail, truncated=True).usage
