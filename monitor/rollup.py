@@ -281,10 +281,11 @@ def run_rollup(
     tz = settings.tz
     with engine.begin() as conn:
         rollups.prepare(conn)
-        watermark = usage.get_watermark(conn, ROLLUP_NAME)
+        marks = usage.get_watermarks(conn, ROLLUP_NAME, RETENTION_NAME, SLICES_NAME)
+        watermark = marks[ROLLUP_NAME]
         since = None if watermark is None else watermark - late_window
         start = None if since is None else hour_start(since)
-        retained_from = usage.get_watermark(conn, RETENTION_NAME)
+        retained_from = marks[RETENTION_NAME]
         if retained_from is not None:  # never recompute an hour whose calls are partly gone
             first_whole = hour_start(retained_from)
             if first_whole < retained_from:
@@ -292,12 +293,18 @@ def run_rollup(
             start = first_whole if start is None else max(start, first_whole)
         new_watermark = max(now, watermark) if watermark is not None else now
         next_start = hour_start(new_watermark - late_window)
-        scanned, hourly, sliced_from = _recompute_hours(conn, since, start, next_start)
+        pass_ = _recompute_hours(conn, since, start, next_start, marks[SLICES_NAME])
+        scanned, hourly, sliced_from = pass_.scanned, pass_.hourly, pass_.sliced_from
         if hourly:
             for totals in hourly.values():
                 finish(totals)
             rollups.write_hourly(conn, hourly, now=now)
-            summaries.refresh_summaries(conn, start, calls_since=since)
+            if pass_.seen_in is None:
+                summaries.refresh_summaries(conn, start, calls_since=since)
+            else:
+                summaries.refresh_hours(conn, sorted({hour for _, hour, _, _ in hourly}))
+        if pass_.seen_in:
+            summaries.note_seen_between(conn, pass_.seen_in)
         days = _days_of(hourly, tz)
         if retained_from is not None:  # a late call for a day partly past retention: keep the row
             days = {d: k for d, k in days.items() if recompute_span(d, tz)[0] >= retained_from}
@@ -328,31 +335,47 @@ def run_rollup(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """What :func:`_recompute_hours` did: the calls looked at, the hours recomputed, where the
+    kept slices begin from now on, and (a tick) the spans whose calls' endpoints and label
+    names are to be noted (``None``: every call from the tick's start, as a first run does)."""
+
+    scanned: int
+    hourly: dict[HourlyKey, Totals]
+    sliced_from: datetime
+    seen_in: list[tuple[datetime, datetime]] | None
+
+
 def _recompute_hours(
-    conn: Connection, since: datetime | None, start: datetime | None, next_start: datetime
-) -> tuple[int, dict[HourlyKey, Totals], datetime]:
+    conn: Connection,
+    since: datetime | None,
+    start: datetime | None,
+    next_start: datetime,
+    sliced_from: datetime | None,
+) -> _Pass:
     """Recompute the hourly groups that calls from ``since`` on may have changed.
 
     A tick (slices kept from ``start`` or before) recounts the calls of each slice from the one
     holding ``since``, recomputes the slices whose count changed, and adds up their hours from
-    slices. Otherwise (a first run, or slices not kept that far back) hours before
-    ``next_start``, where the next tick's hours begin, come straight from ``api_calls`` in one
-    scan, and the slices from there on are rebuilt. Returns the calls looked at, the hours, and
-    where the kept slices begin from now on.
+    slices; only the calls of those slices (and of slices holding calls without a key, which no
+    count covers) can be new to the rollup. Otherwise (a first run, or slices not kept that far
+    back) hours before ``next_start``, where the next tick's hours begin, come straight from
+    ``api_calls`` in one scan, and the slices from there on are rebuilt.
     """
-    from monitor.store import rollups, slices, usage
+    from monitor.store import rollups, slices
     from monitor.store.models import UsageSlice
 
     table = cast("Table", UsageSlice.__table__)
-    sliced_from = usage.get_watermark(conn, SLICES_NAME)
     hourly: dict[HourlyKey, Totals] = {}
     if since is not None and start is not None and sliced_from is not None and sliced_from <= start:
-        scanned, changed = slices.changed_slices(conn, max(slice_start(since), start), since)
-        for first, end in slices.runs_of(changed):
+        counts = slices.changed_slices(conn, max(slice_start(since), start), since)
+        for first, end in slices.runs_of(counts.changed):
             slices.write_slices(conn, first, end)
-        for hour in sorted({hour_start(s) for s in changed}):
+        for hour in sorted({hour_start(s) for s in counts.changed}):
             hourly.update(rollups.sum_rows(conn, table, hour, hour + HOUR, by_hour=True))
-        return scanned, hourly, max(sliced_from, next_start)
+        seen_in = slices.runs_of(sorted({*counts.changed, *counts.keyless}))
+        return _Pass(counts.scanned, hourly, max(sliced_from, next_start), seen_in)
     cut = next_start if start is None else max(next_start, start)
     if start is None or start < cut:
         hourly.update(rollups.aggregate_hours(conn, start, cut))
@@ -362,7 +385,7 @@ def _recompute_hours(
         scanned = sum(totals.requests for totals in hourly.values())
     else:
         scanned = rollups.count_calls_since(conn, since)
-    return scanned, hourly, cut
+    return _Pass(scanned, hourly, cut, None)
 
 
 def _days_of(hourly: Iterable[HourlyKey], tz: tzinfo) -> dict[date, set[str]]:

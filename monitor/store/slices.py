@@ -8,8 +8,8 @@ only ever added to the recent past), recomputes those from ``api_calls``, and re
 hours from slices.
 
 >>> with engine.begin() as conn:  # doctest: +SKIP
-...     scanned, changed = changed_slices(conn, start, since)
-...     for first, end in runs_of(changed):
+...     counts = changed_slices(conn, start, since)
+...     for first, end in runs_of(counts.changed):
 ...         write_slices(conn, first, end)
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -25,7 +25,7 @@ from monitor.rollup import SLICE
 from monitor.store.grouping import bin_sql, bind_params, calls_window, grouped_calls_sql, instant
 from monitor.store.models import LATENCY_HISTOGRAM, TTFT_HISTOGRAM, UTCDateTime
 
-__all__ = ["changed_slices", "delete_slices_before", "runs_of", "write_slices"]
+__all__ = ["SliceCounts", "changed_slices", "delete_slices_before", "runs_of", "write_slices"]
 
 _FIGURES: Final = (
     "requests",
@@ -43,37 +43,51 @@ _FIGURES: Final = (
 _KEYS: Final = ("slice_start", "key_id", "model", "stream")
 
 
-def changed_slices(
-    conn: Connection, start: datetime, since: datetime
-) -> tuple[int, list[datetime]]:
-    """Slices from ``start`` on whose calls differ from their stored rows, in order.
+class SliceCounts(NamedTuple):
+    """What :func:`changed_slices` found: calls started at or after ``since`` (what the tick
+    looked at), the slices whose calls differ from their stored rows, and the slices holding
+    calls without a key (no slice row counts those), both in order."""
 
-    Also returns how many calls started at or after ``since`` (what the tick looked at). One
-    count of the calls per slice (no aggregation) against the stored ``requests``.
+    scanned: int
+    changed: list[datetime]
+    keyless: list[datetime]
+
+
+def changed_slices(conn: Connection, start: datetime, since: datetime) -> SliceCounts:
+    """Slices from ``start`` on whose calls differ from their stored rows (and more, see
+    :class:`SliceCounts`).
+
+    One statement: a count of the calls per slice (no aggregation) beside the stored
+    ``requests``.
     """
     binds, values = bind_params(start, None, None)
-    counted = conn.execute(
+    rows = conn.execute(
         text(
-            f"SELECT {bin_sql(conn, 'started_at', SLICE)} AS slice, count(*), "
-            "count(*) FILTER (WHERE started_at >= :since) "
-            f"FROM api_calls WHERE {calls_window(start, None, False)} GROUP BY 1"
+            f"SELECT {bin_sql(conn, 'started_at', SLICE)} AS slice, count(key_id) AS calls, "
+            "count(key_id) FILTER (WHERE started_at >= :since) AS recent, "
+            "count(*) - count(key_id) AS keyless, NULL AS stored "
+            "FROM api_calls WHERE started_at >= :start GROUP BY 1 "
+            "UNION ALL SELECT slice_start, NULL, NULL, NULL, sum(requests) FROM usage_slices "
+            "WHERE slice_start >= :start GROUP BY slice_start"
         ).bindparams(*binds, bindparam("since", type_=UTCDateTime())),
         {**values, "since": since},
     ).all()
-    calls = {instant(slice_start): int(n) for slice_start, n, _ in counted}
-    stored = {
-        instant(slice_start): int(n)
-        for slice_start, n in conn.execute(
-            text(
-                "SELECT slice_start, sum(requests) FROM usage_slices "
-                "WHERE slice_start >= :start GROUP BY slice_start"
-            ).bindparams(*binds),
-            values,
-        )
-    }
+    calls: dict[datetime, int] = {}
+    stored: dict[datetime, int] = {}
+    keyless: list[datetime] = []
+    scanned = 0
+    for slice_start, counted, recent, without_key, kept in rows:
+        at = instant(slice_start)
+        if kept is not None:
+            stored[at] = int(kept)
+            continue
+        if counted:
+            calls[at] = int(counted)
+        if without_key:
+            keyless.append(at)
+        scanned += int(recent)
     changed = sorted(s for s in calls.keys() | stored.keys() if calls.get(s) != stored.get(s))
-    scanned = sum(int(recent) for _, _, recent in counted)
-    return scanned, changed
+    return SliceCounts(scanned, changed, sorted(keyless))
 
 
 def runs_of(slices: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
