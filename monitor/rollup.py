@@ -298,11 +298,11 @@ def run_rollup(
         if hourly:
             for totals in hourly.values():
                 finish(totals)
-            rollups.write_hourly(conn, hourly, now=now)
-            if pass_.seen_in is None:
+            rollups.write_hourly(conn, hourly, now=now, whole_hours=pass_.hours)
+            if pass_.hours is None:
                 summaries.refresh_summaries(conn, start, calls_since=since)
             else:
-                summaries.refresh_hours(conn, sorted({hour for _, hour, _, _ in hourly}))
+                summaries.refresh_hours(conn, pass_.hours)
         if pass_.seen_in:
             summaries.note_seen_between(conn, pass_.seen_in)
         days = _days_of(hourly, tz)
@@ -322,8 +322,11 @@ def run_rollup(
                 written.append((key_id, day, finish(totals), quotas[key_id]))
         rollups.write_daily(conn, written, now=now)
         quotas_updated = usage.refresh_daily_quotas(conn, settings.default_quota)
-        slices.delete_slices_before(conn, sliced_from)
-        usage.set_watermark(conn, SLICES_NAME, sliced_from, now=now)
+        kept_from = marks[SLICES_NAME]
+        if kept_from is None or sliced_from > kept_from:  # else no slice lies before it
+            slices.delete_slices_before(conn, sliced_from)
+        if sliced_from != kept_from:
+            usage.set_watermark(conn, SLICES_NAME, sliced_from, now=now)
         usage.advance_watermark(conn, ROLLUP_NAME, new_watermark, now=now)
     return RollupResult(
         scanned=scanned,
@@ -337,13 +340,15 @@ def run_rollup(
 
 @dataclass(frozen=True, slots=True)
 class _Pass:
-    """What :func:`_recompute_hours` did: the calls looked at, the hours recomputed, where the
-    kept slices begin from now on, and (a tick) the spans whose calls' endpoints and label
-    names are to be noted (``None``: every call from the tick's start, as a first run does)."""
+    """What :func:`_recompute_hours` did: the calls looked at, the groups recomputed, where the
+    kept slices begin from now on; for a tick, the hours whose every group was recomputed and
+    the spans whose calls' endpoints and label names are to be noted (a first run: ``None``,
+    its hours are upserted and every call from its start is noted)."""
 
     scanned: int
     hourly: dict[HourlyKey, Totals]
     sliced_from: datetime
+    hours: list[datetime] | None
     seen_in: list[tuple[datetime, datetime]] | None
 
 
@@ -372,10 +377,11 @@ def _recompute_hours(
         counts = slices.changed_slices(conn, max(slice_start(since), start), since)
         for first, end in slices.runs_of(counts.changed):
             slices.write_slices(conn, first, end)
-        for hour in sorted({hour_start(s) for s in counts.changed}):
+        hours = sorted({hour_start(s) for s in counts.changed})
+        for hour in hours:
             hourly.update(rollups.sum_rows(conn, table, hour, hour + HOUR, by_hour=True))
         seen_in = slices.runs_of(sorted({*counts.changed, *counts.keyless}))
-        return _Pass(counts.scanned, hourly, max(sliced_from, next_start), seen_in)
+        return _Pass(counts.scanned, hourly, max(sliced_from, next_start), hours, seen_in)
     cut = next_start if start is None else max(next_start, start)
     if start is None or start < cut:
         hourly.update(rollups.aggregate_hours(conn, start, cut))
@@ -385,7 +391,7 @@ def _recompute_hours(
         scanned = sum(totals.requests for totals in hourly.values())
     else:
         scanned = rollups.count_calls_since(conn, since)
-    return _Pass(scanned, hourly, cut, None)
+    return _Pass(scanned, hourly, cut, None, None)
 
 
 def _days_of(hourly: Iterable[HourlyKey], tz: tzinfo) -> dict[date, set[str]]:
