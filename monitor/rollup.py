@@ -122,6 +122,40 @@ def finish(totals: Totals) -> Totals:
     return totals
 
 
+def add_totals(totals: Totals, other: Totals) -> Totals:
+    """Add the figures and histograms of ``other`` (calls of the same group, not in
+    ``totals``) into ``totals``; percentiles are left for :func:`finish`."""
+    totals.requests += other.requests
+    totals.errors += other.errors
+    by_class = Counter(totals.errors_by_class)
+    by_class.update(other.errors_by_class)
+    totals.errors_by_class = dict(sorted(by_class.items()))
+    totals.input_tokens += other.input_tokens
+    totals.output_tokens += other.output_tokens
+    totals.cache_read_tokens += other.cache_read_tokens
+    totals.reasoning_tokens += other.reasoning_tokens
+    totals.total_tokens += other.total_tokens
+    totals.latency_min_ms = _least(totals.latency_min_ms, other.latency_min_ms)
+    totals.latency_max_ms = _greatest(totals.latency_max_ms, other.latency_max_ms)
+    totals.ttft_min_ms = _least(totals.ttft_min_ms, other.ttft_min_ms)
+    totals.ttft_max_ms = _greatest(totals.ttft_max_ms, other.ttft_max_ms)
+    totals.latency_histogram = [
+        a + b for a, b in zip(totals.latency_histogram, other.latency_histogram, strict=True)
+    ]
+    totals.ttft_histogram = [
+        a + b for a, b in zip(totals.ttft_histogram, other.ttft_histogram, strict=True)
+    ]
+    return totals
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 DailyKey = tuple[str, date]
 """``(key_id, quota day)``"""
 HourlyKey = tuple[str, datetime, str, bool]
@@ -376,10 +410,15 @@ def _recompute_hours(
     if since is not None and start is not None and sliced_from is not None and sliced_from <= start:
         counts = slices.changed_slices(conn, max(slice_start(since), start), since)
         for first, end in slices.runs_of(counts.changed):
-            slices.write_slices(conn, first, end)
+            for group, totals in slices.write_slices(conn, first, end, hours=True).items():
+                hourly[group] = add_totals(hourly[group], totals) if group in hourly else totals
         hours = sorted({hour_start(s) for s in counts.changed})
-        for hour in hours:
-            hourly.update(rollups.sum_rows(conn, table, hour, hour + HOUR, by_hour=True))
+        for hour in hours:  # the slices of these hours that kept their calls
+            kept = rollups.sum_rows(
+                conn, table, hour, hour + HOUR, by_hour=True, excluding=counts.changed
+            )
+            for group, totals in kept.items():
+                hourly[group] = add_totals(hourly[group], totals) if group in hourly else totals
         seen_in = slices.runs_of(sorted({*counts.changed, *counts.keyless}))
         return _Pass(counts.scanned, hourly, max(sliced_from, next_start), hours, seen_in)
     cut = next_start if start is None else max(next_start, start)

@@ -206,9 +206,10 @@ def sum_rows(
     *,
     key_ids: Sequence[str] | None = None,
     by_hour: bool = False,
+    excluding: Sequence[datetime] = (),
 ) -> dict[Any, Totals]:
     """The sums of ``table``'s rows (``hourly_usage`` or ``usage_slices``) in ``[start, end)``
-    (``end`` ``None``: no end).
+    (``end`` ``None``: no end), leaving out the rows starting at one of ``excluding``.
 
     Grouped per key id, or per :data:`~monitor.rollup.HourlyKey` when ``by_hour`` (slices
     added up into their hours); histograms and error classes included.
@@ -223,6 +224,10 @@ def sum_rows(
     if key_ids is not None:
         window += " AND key_id IN :key_ids"
     binds, values = bind_params(start, end, key_ids)
+    if excluding:
+        window += f" AND {time_column} NOT IN :excluding"
+        binds.append(bindparam("excluding", expanding=True, type_=UTCDateTime()))
+        values["excluding"] = list(excluding)
     names = [*_SUMMED, *LATENCY_HISTOGRAM, *TTFT_HISTOGRAM]
     query = text(
         f"SELECT {groups}, {', '.join(f'CAST(sum({name}) AS BIGINT)' for name in names)}, "
