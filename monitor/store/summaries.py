@@ -187,7 +187,7 @@ def _upsert_from(
 
 def _note_seen(conn: Connection, window: Sequence[ColumnElement[bool]]) -> None:
     """Note the endpoints (of every call) and label names (of calls with a key) of the calls
-    matching ``window`` (conditions on ``api_calls``; none: every call), in one statement."""
+    matching ``window`` (conditions on ``api_calls``; none: every call)."""
     c = ApiCall
     endpoints = (
         select(literal(ENDPOINT), c.endpoint, func.max(c.started_at))
@@ -205,11 +205,16 @@ def _note_seen(conn: Connection, window: Sequence[ColumnElement[bool]]) -> None:
         .where(*labelled)
         .group_by(entries.c.key)
     )
-    names = ["kind", "value", "last_seen"]
+    # Read first, then write the few values found: Postgres scans in parallel for a SELECT,
+    # never for an INSERT … SELECT (a first rollup reads every call here).
+    seen = [
+        {"kind": kind, "value": value, "last_seen": last_seen}
+        for kind, value, last_seen in conn.execute(union_all(endpoints, labels))
+    ]
+    if not seen:
+        return
     # Two kinds, each grouped by value: no row is offered twice to the upsert.
-    statement = dialect_insert(conn, seen_values_table).from_select(
-        names, union_all(endpoints, labels)
-    )
+    statement = dialect_insert(conn, seen_values_table).values(seen)
     latest = func.greatest if conn.dialect.name == "postgresql" else func.max
     conn.execute(
         statement.on_conflict_do_update(
