@@ -1,8 +1,9 @@
 """The dashboard's summaries: ``hourly_usage`` summed over keys, and the values seen in calls.
 
 The rollup job calls :func:`refresh_summaries` once it has written its hourly rows, in the same
-transaction, and the dashboard reads them through :func:`hour_totals`, :func:`hour_errors`,
-:func:`summary_models` and :func:`seen_values`:
+transaction (a tick: :func:`refresh_hours` for the hours it rewrote, and
+:func:`note_seen_between` for the slices it recomputed), and the dashboard reads them through
+:func:`hour_totals`, :func:`hour_errors`, :func:`summary_models` and :func:`seen_values`:
 
 - ``usage_by_hour``: one row per UTC hour, model and streaming mode, the sums of that hour's
   ``hourly_usage`` rows over keys, with each percentile as ``sum(value * requests)`` and the
@@ -14,7 +15,8 @@ transaction, and the dashboard reads them through :func:`hour_totals`, :func:`ho
 
 The hourly summaries are derived from ``hourly_usage`` alone (never from raw calls), so they equal
 its sums however those rows were computed. A refresh deletes and rewrites every summary row from
-the given hour on, then upserts, so a second rollup running at the same time leaves the same rows.
+the given hour on (or of the given hours), then upserts, so a second rollup running at the same
+time leaves the same rows.
 """
 
 from __future__ import annotations
