@@ -329,57 +329,43 @@ _DAILY_COLUMNS: Final = (
 
 
 def _upsert(
-    conn: Connection, table: str, columns: Sequence[str], keys: Sequence[str], rows: list[Any]
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    keys: Sequence[str] | None,
+    rows: list[Any],
 ) -> None:
-    if not rows:
-        return
-    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
-    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-    listed = ", ".join(columns)
-    if conn.dialect.name != "postgresql":
-        marks = ", ".join(["?"] * len(columns))
-        conn.exec_driver_sql(f"INSERT INTO {table} ({listed}) VALUES ({marks}) {conflict}", rows)
-        return
-    # COPY into a session temporary table, then one INSERT … SELECT: hundreds of rows of
-    # 130 columns go in a few milliseconds, where a row per statement takes a second.
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
-    staging = f"lcm_staged_{table}"
-    with driver.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            f"SELECT {listed} FROM {table} WITH NO DATA"
-        )
-        _copy(cursor, staging, listed, rows)
-        cursor.execute(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging} {conflict}")
-        cursor.execute(f"TRUNCATE {staging}")
-
-
-def _copy(cursor: psycopg.Cursor[Any], table: str, listed: str, rows: list[Any]) -> None:
-    with cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _replace_hours(
-    conn: Connection, columns: Sequence[str], rows: list[Any], hours: Sequence[datetime]
-) -> None:
-    """Delete the ``hourly_usage`` rows of ``hours``, then insert ``rows`` (straight through
-    ``COPY`` on Postgres: no staging table, no conflict to resolve)."""
-    delete = text("DELETE FROM hourly_usage WHERE hour IN :hours")
-    hours_param = bindparam("hours", expanding=True, type_=UTCDateTime())
-    conn.execute(delete.bindparams(hours_param), {"hours": list(hours)})
+    """Insert ``rows``, replacing those with the same ``keys`` (``None``: none can conflict)."""
     if not rows:
         return
     listed = ", ".join(columns)
+    conflict = ""
+    if keys is not None:
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
+        conflict = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     if conn.dialect.name != "postgresql":
         marks = ", ".join(["?"] * len(columns))
-        conn.exec_driver_sql(f"INSERT INTO hourly_usage ({listed}) VALUES ({marks})", rows)
+        conn.exec_driver_sql(f"INSERT INTO {table} ({listed}) VALUES ({marks}){conflict}", rows)
         return
+    # COPY (into a session temporary table, then one INSERT … SELECT to upsert): hundreds of
+    # rows of 130 columns go in a few milliseconds, where a row per statement takes a second.
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
+    staging = table if keys is None else f"lcm_staged_{table}"
     with driver.cursor() as cursor:
-        _copy(cursor, "hourly_usage", listed, rows)
+        if keys is not None:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+                f"SELECT {listed} FROM {table} WITH NO DATA"
+            )
+        with cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if keys is not None:
+            cursor.execute(
+                f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging}{conflict}"
+            )
+            cursor.execute(f"TRUNCATE {staging}")
 
 
 def _json_of(conn: Connection) -> Any:
@@ -430,10 +416,14 @@ def write_hourly(
         )
         for (key_id, hour, model, stream), t in sorted(groups.items())
     ]
-    if whole_hours is not None:
-        _replace_hours(conn, _HOURLY_COLUMNS, rows, whole_hours)
-    else:
+    if whole_hours is None:
         _upsert(conn, "hourly_usage", _HOURLY_COLUMNS, _HOURLY_KEYS, rows)
+        return
+    # Every row of those hours is in ``rows``: delete, then insert with no conflict to resolve.
+    delete = text("DELETE FROM hourly_usage WHERE hour IN :hours")
+    hours = bindparam("hours", expanding=True, type_=UTCDateTime())
+    conn.execute(delete.bindparams(hours), {"hours": list(whole_hours)})
+    _upsert(conn, "hourly_usage", _HOURLY_COLUMNS, None, rows)
 
 
 def write_daily(
