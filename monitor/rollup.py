@@ -122,6 +122,40 @@ def finish(totals: Totals) -> Totals:
     return totals
 
 
+def add_totals(totals: Totals, other: Totals) -> Totals:
+    """Add the figures and histograms of ``other`` (calls of the same group, not in
+    ``totals``) into ``totals``; percentiles are left for :func:`finish`."""
+    totals.requests += other.requests
+    totals.errors += other.errors
+    by_class = Counter(totals.errors_by_class)
+    by_class.update(other.errors_by_class)
+    totals.errors_by_class = dict(sorted(by_class.items()))
+    totals.input_tokens += other.input_tokens
+    totals.output_tokens += other.output_tokens
+    totals.cache_read_tokens += other.cache_read_tokens
+    totals.reasoning_tokens += other.reasoning_tokens
+    totals.total_tokens += other.total_tokens
+    totals.latency_min_ms = _least(totals.latency_min_ms, other.latency_min_ms)
+    totals.latency_max_ms = _greatest(totals.latency_max_ms, other.latency_max_ms)
+    totals.ttft_min_ms = _least(totals.ttft_min_ms, other.ttft_min_ms)
+    totals.ttft_max_ms = _greatest(totals.ttft_max_ms, other.ttft_max_ms)
+    totals.latency_histogram = [
+        a + b for a, b in zip(totals.latency_histogram, other.latency_histogram, strict=True)
+    ]
+    totals.ttft_histogram = [
+        a + b for a, b in zip(totals.ttft_histogram, other.ttft_histogram, strict=True)
+    ]
+    return totals
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 DailyKey = tuple[str, date]
 """``(key_id, quota day)``"""
 HourlyKey = tuple[str, datetime, str, bool]
@@ -281,10 +315,11 @@ def run_rollup(
     tz = settings.tz
     with engine.begin() as conn:
         rollups.prepare(conn)
-        watermark = usage.get_watermark(conn, ROLLUP_NAME)
+        marks = usage.get_watermarks(conn, ROLLUP_NAME, RETENTION_NAME, SLICES_NAME)
+        watermark = marks[ROLLUP_NAME]
         since = None if watermark is None else watermark - late_window
         start = None if since is None else hour_start(since)
-        retained_from = usage.get_watermark(conn, RETENTION_NAME)
+        retained_from = marks[RETENTION_NAME]
         if retained_from is not None:  # never recompute an hour whose calls are partly gone
             first_whole = hour_start(retained_from)
             if first_whole < retained_from:
@@ -292,12 +327,18 @@ def run_rollup(
             start = first_whole if start is None else max(start, first_whole)
         new_watermark = max(now, watermark) if watermark is not None else now
         next_start = hour_start(new_watermark - late_window)
-        scanned, hourly, sliced_from = _recompute_hours(conn, since, start, next_start)
+        pass_ = _recompute_hours(conn, since, start, next_start, marks[SLICES_NAME])
+        scanned, hourly, sliced_from = pass_.scanned, pass_.hourly, pass_.sliced_from
         if hourly:
             for totals in hourly.values():
                 finish(totals)
-            rollups.write_hourly(conn, hourly, now=now)
-            summaries.refresh_summaries(conn, start, calls_since=since)
+            rollups.write_hourly(conn, hourly, now=now, whole_hours=pass_.hours)
+            if pass_.hours is None:
+                summaries.refresh_summaries(conn, start, calls_since=since)
+            else:
+                summaries.refresh_hours(conn, pass_.hours)
+        if pass_.seen_in:
+            summaries.note_seen_between(conn, pass_.seen_in)
         days = _days_of(hourly, tz)
         if retained_from is not None:  # a late call for a day partly past retention: keep the row
             days = {d: k for d, k in days.items() if recompute_span(d, tz)[0] >= retained_from}
@@ -315,8 +356,11 @@ def run_rollup(
                 written.append((key_id, day, finish(totals), quotas[key_id]))
         rollups.write_daily(conn, written, now=now)
         quotas_updated = usage.refresh_daily_quotas(conn, settings.default_quota)
-        slices.delete_slices_before(conn, sliced_from)
-        usage.set_watermark(conn, SLICES_NAME, sliced_from, now=now)
+        kept_from = marks[SLICES_NAME]
+        if kept_from is None or sliced_from > kept_from:  # else no slice lies before it
+            slices.delete_slices_before(conn, sliced_from)
+        if sliced_from != kept_from:
+            usage.set_watermark(conn, SLICES_NAME, sliced_from, now=now)
         usage.advance_watermark(conn, ROLLUP_NAME, new_watermark, now=now)
     return RollupResult(
         scanned=scanned,
@@ -328,31 +372,55 @@ def run_rollup(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """What :func:`_recompute_hours` did: the calls looked at, the groups recomputed, where the
+    kept slices begin from now on; for a tick, the hours whose every group was recomputed and
+    the spans whose calls' endpoints and label names are to be noted (a first run: ``None``,
+    its hours are upserted and every call from its start is noted)."""
+
+    scanned: int
+    hourly: dict[HourlyKey, Totals]
+    sliced_from: datetime
+    hours: list[datetime] | None
+    seen_in: list[tuple[datetime, datetime]] | None
+
+
 def _recompute_hours(
-    conn: Connection, since: datetime | None, start: datetime | None, next_start: datetime
-) -> tuple[int, dict[HourlyKey, Totals], datetime]:
+    conn: Connection,
+    since: datetime | None,
+    start: datetime | None,
+    next_start: datetime,
+    sliced_from: datetime | None,
+) -> _Pass:
     """Recompute the hourly groups that calls from ``since`` on may have changed.
 
     A tick (slices kept from ``start`` or before) recounts the calls of each slice from the one
     holding ``since``, recomputes the slices whose count changed, and adds up their hours from
-    slices. Otherwise (a first run, or slices not kept that far back) hours before
-    ``next_start``, where the next tick's hours begin, come straight from ``api_calls`` in one
-    scan, and the slices from there on are rebuilt. Returns the calls looked at, the hours, and
-    where the kept slices begin from now on.
+    slices; only the calls of those slices (and of slices holding calls without a key, which no
+    count covers) can be new to the rollup. Otherwise (a first run, or slices not kept that far
+    back) hours before ``next_start``, where the next tick's hours begin, come straight from
+    ``api_calls`` in one scan, and the slices from there on are rebuilt.
     """
-    from monitor.store import rollups, slices, usage
+    from monitor.store import rollups, slices
     from monitor.store.models import UsageSlice
 
     table = cast("Table", UsageSlice.__table__)
-    sliced_from = usage.get_watermark(conn, SLICES_NAME)
     hourly: dict[HourlyKey, Totals] = {}
     if since is not None and start is not None and sliced_from is not None and sliced_from <= start:
-        scanned, changed = slices.changed_slices(conn, max(slice_start(since), start), since)
-        for first, end in slices.runs_of(changed):
-            slices.write_slices(conn, first, end)
-        for hour in sorted({hour_start(s) for s in changed}):
-            hourly.update(rollups.sum_rows(conn, table, hour, hour + HOUR, by_hour=True))
-        return scanned, hourly, max(sliced_from, next_start)
+        counts = slices.changed_slices(conn, max(slice_start(since), start), since)
+        for first, end in slices.runs_of(counts.changed):
+            for group, totals in slices.write_slices(conn, first, end, hours=True).items():
+                hourly[group] = add_totals(hourly[group], totals) if group in hourly else totals
+        hours = sorted({hour_start(s) for s in counts.changed})
+        for hour in hours:  # the slices of these hours that kept their calls
+            kept = rollups.sum_rows(
+                conn, table, hour, hour + HOUR, by_hour=True, excluding=counts.changed
+            )
+            for group, totals in kept.items():
+                hourly[group] = add_totals(hourly[group], totals) if group in hourly else totals
+        seen_in = slices.runs_of(sorted({*counts.changed, *counts.keyless}))
+        return _Pass(counts.scanned, hourly, max(sliced_from, next_start), hours, seen_in)
     cut = next_start if start is None else max(next_start, start)
     if start is None or start < cut:
         hourly.update(rollups.aggregate_hours(conn, start, cut))
@@ -362,7 +430,7 @@ def _recompute_hours(
         scanned = sum(totals.requests for totals in hourly.values())
     else:
         scanned = rollups.count_calls_since(conn, since)
-    return scanned, hourly, cut
+    return _Pass(scanned, hourly, cut, None, None)
 
 
 def _days_of(hourly: Iterable[HourlyKey], tz: tzinfo) -> dict[date, set[str]]:

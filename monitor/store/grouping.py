@@ -121,14 +121,18 @@ def grouped_calls_sql(
     if postgres:
         # One hash table over the calls, then the three grouping sets over its (far fewer)
         # rows: grouping sets straight over the calls would fill three hash tables a call.
+        # Sums of bigint are numeric, slow to add up: a fine group's count fits an integer, and
+        # its token sums add up exactly as doubles (integers far below 2^53).
         fine = (
-            f"SELECT {keys}, error_type, lb, tb, count(*) AS n, {sums}, {extremes} "
-            f"FROM calls GROUP BY {keys}, error_type, lb, tb"
+            f"SELECT {keys}, error_type, lb, tb, CAST(count(*) AS INTEGER) AS n, {sums}, "
+            f"{extremes} FROM calls GROUP BY {keys}, error_type, lb, tb"
         )
-        resummed = ", ".join(f"sum({name}) AS {name}" for name in (*_TOKENS, "tokens"))
+        resummed = ", ".join(
+            f"sum(CAST({name} AS DOUBLE PRECISION)) AS {name}" for name in (*_TOKENS, "tokens")
+        )
         grouped = (
             f"SELECT {keys}, error_type, lb, tb, GROUPING(error_type, lb, tb) AS part, "
-            f"sum(n) AS n, {resummed}, min(latency_min) AS latency_min, "
+            f"CAST(sum(n) AS INTEGER) AS n, {resummed}, min(latency_min) AS latency_min, "
             "max(latency_max) AS latency_max, min(ttft_min) AS ttft_min, "
             f"max(ttft_max) AS ttft_max FROM ({fine}) AS fine GROUP BY GROUPING SETS "
             f"(({keys}, error_type), ({keys}, lb), ({keys}, tb))"

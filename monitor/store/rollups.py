@@ -26,7 +26,7 @@ from typing import Any, Final, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table, bindparam, text
 from sqlalchemy.exc import OperationalError
 
 from monitor.histogram import BUCKETS
@@ -46,6 +46,7 @@ from monitor.store.models import (
     TTFT_HISTOGRAM,
     DailyUsage,
     HourlyUsage,
+    UTCDateTime,
 )
 
 #: ``work_mem`` for the aggregation on Postgres: a day's groups fit in a hash table.
@@ -76,10 +77,17 @@ def prepare(conn: Connection) -> None:
     On Postgres this waits for any other rollup run to commit. The planner estimates as many
     groups as calls for any expression of ``started_at`` (an hour, a slice), and would sort
     millions of rows on disk rather than hash a few thousand groups; sorting is turned off.
+    The commit does not wait for its WAL to reach the disk: what a crash could lose is derived
+    from ``api_calls`` again by the next run, and the waits were a good part of a tick.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ROLLUP_LOCK_ID})
-        _tune(conn)
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        # One round trip (no parameters: the statements go as one simple query).
+        driver.execute(
+            f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK_ID}); {_TUNING} "
+            "SET LOCAL synchronous_commit = off"
+        )
     elif conn.dialect.name == "sqlite":
         try:
             conn.exec_driver_sql("SELECT ln(2)")
@@ -89,10 +97,13 @@ def prepare(conn: Connection) -> None:
             driver.create_function("ln", 1, _null_safe(math.log), deterministic=True)
 
 
+_TUNING: Final = (
+    f"SET LOCAL jit = off; SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'; SET LOCAL enable_sort = off;"
+)
+
+
 def _tune(conn: Connection) -> None:
-    conn.exec_driver_sql("SET LOCAL jit = off")
-    conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
-    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    conn.exec_driver_sql(_TUNING)
 
 
 def _null_safe(function: Callable[[float], float]) -> Callable[[float | None], float | None]:
@@ -195,9 +206,10 @@ def sum_rows(
     *,
     key_ids: Sequence[str] | None = None,
     by_hour: bool = False,
+    excluding: Sequence[datetime] = (),
 ) -> dict[Any, Totals]:
     """The sums of ``table``'s rows (``hourly_usage`` or ``usage_slices``) in ``[start, end)``
-    (``end`` ``None``: no end).
+    (``end`` ``None``: no end), leaving out the rows starting at one of ``excluding``.
 
     Grouped per key id, or per :data:`~monitor.rollup.HourlyKey` when ``by_hour`` (slices
     added up into their hours); histograms and error classes included.
@@ -212,6 +224,10 @@ def sum_rows(
     if key_ids is not None:
         window += " AND key_id IN :key_ids"
     binds, values = bind_params(start, end, key_ids)
+    if excluding:
+        window += f" AND {time_column} NOT IN :excluding"
+        binds.append(bindparam("excluding", expanding=True, type_=UTCDateTime()))
+        values["excluding"] = list(excluding)
     names = [*_SUMMED, *LATENCY_HISTOGRAM, *TTFT_HISTOGRAM]
     query = text(
         f"SELECT {groups}, {', '.join(f'CAST(sum({name}) AS BIGINT)' for name in names)}, "
@@ -313,40 +329,61 @@ _DAILY_COLUMNS: Final = (
 
 
 def _upsert(
-    conn: Connection, table: str, columns: Sequence[str], keys: Sequence[str], rows: list[Any]
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    keys: Sequence[str] | None,
+    rows: list[Any],
 ) -> None:
+    """Insert ``rows``, replacing those with the same ``keys`` (``None``: none can conflict)."""
     if not rows:
         return
-    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
-    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     listed = ", ".join(columns)
+    conflict = ""
+    if keys is not None:
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
+        conflict = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     if conn.dialect.name != "postgresql":
         marks = ", ".join(["?"] * len(columns))
-        conn.exec_driver_sql(f"INSERT INTO {table} ({listed}) VALUES ({marks}) {conflict}", rows)
+        conn.exec_driver_sql(f"INSERT INTO {table} ({listed}) VALUES ({marks}){conflict}", rows)
         return
-    # COPY into a session temporary table, then one INSERT … SELECT: hundreds of rows of
-    # 130 columns go in a few milliseconds, where a row per statement takes a second.
+    # COPY (into a session temporary table, then one INSERT … SELECT to upsert): hundreds of
+    # rows of 130 columns go in a few milliseconds, where a row per statement takes a second.
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    staging = f"lcm_staged_{table}"
+    staging = table if keys is None else f"lcm_staged_{table}"
     with driver.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            f"SELECT {listed} FROM {table} WITH NO DATA"
-        )
+        if keys is not None:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+                f"SELECT {listed} FROM {table} WITH NO DATA"
+            )
         with cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging} {conflict}")
-        cursor.execute(f"TRUNCATE {staging}")
+        if keys is not None:
+            cursor.execute(
+                f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging}{conflict}"
+            )
+            cursor.execute(f"TRUNCATE {staging}")
 
 
 def _json_of(conn: Connection) -> Any:
     return Jsonb if conn.dialect.name == "postgresql" else json.dumps
 
 
-def write_hourly(conn: Connection, groups: Mapping[HourlyKey, Totals], *, now: datetime) -> None:
-    """Upsert one ``hourly_usage`` row per group (percentiles as they are in each Totals)."""
+def write_hourly(
+    conn: Connection,
+    groups: Mapping[HourlyKey, Totals],
+    *,
+    now: datetime,
+    whole_hours: Sequence[datetime] | None = None,
+) -> None:
+    """Upsert one ``hourly_usage`` row per group (percentiles as they are in each Totals).
+
+    With ``whole_hours`` (``groups`` then holds every group of those hours, and only those),
+    the hours' rows are replaced instead, which costs less than an upsert.
+    """
     time_of, _ = CONVERTERS[conn.dialect.name]
     json_of = _json_of(conn)
     stamp = time_of(now)
@@ -379,7 +416,14 @@ def write_hourly(conn: Connection, groups: Mapping[HourlyKey, Totals], *, now: d
         )
         for (key_id, hour, model, stream), t in sorted(groups.items())
     ]
-    _upsert(conn, "hourly_usage", _HOURLY_COLUMNS, _HOURLY_KEYS, rows)
+    if whole_hours is None:
+        _upsert(conn, "hourly_usage", _HOURLY_COLUMNS, _HOURLY_KEYS, rows)
+        return
+    # Every row of those hours is in ``rows``: delete, then insert with no conflict to resolve.
+    delete = text("DELETE FROM hourly_usage WHERE hour IN :hours")
+    hours = bindparam("hours", expanding=True, type_=UTCDateTime())
+    conn.execute(delete.bindparams(hours), {"hours": list(whole_hours)})
+    _upsert(conn, "hourly_usage", _HOURLY_COLUMNS, None, rows)
 
 
 def write_daily(

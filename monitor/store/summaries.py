@@ -1,8 +1,9 @@
 """The dashboard's summaries: ``hourly_usage`` summed over keys, and the values seen in calls.
 
 The rollup job calls :func:`refresh_summaries` once it has written its hourly rows, in the same
-transaction, and the dashboard reads them through :func:`hour_totals`, :func:`hour_errors`,
-:func:`summary_models` and :func:`seen_values`:
+transaction (a tick: :func:`refresh_hours` for the hours it rewrote, and
+:func:`note_seen_between` for the slices it recomputed), and the dashboard reads them through
+:func:`hour_totals`, :func:`hour_errors`, :func:`summary_models` and :func:`seen_values`:
 
 - ``usage_by_hour``: one row per UTC hour, model and streaming mode, the sums of that hour's
   ``hourly_usage`` rows over keys, with each percentile as ``sum(value * requests)`` and the
@@ -14,12 +15,13 @@ transaction, and the dashboard reads them through :func:`hour_totals`, :func:`ho
 
 The hourly summaries are derived from ``hourly_usage`` alone (never from raw calls), so they equal
 its sums however those rows were computed. A refresh deletes and rewrites every summary row from
-the given hour on, then upserts, so a second rollup running at the same time leaves the same rows.
+the given hour on (or of the given hours), then upserts, so a second rollup running at the same
+time leaves the same rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, Final, cast
 
@@ -30,12 +32,15 @@ from sqlalchemy import (
     Date,
     Row,
     Table,
+    and_,
     case,
     delete,
     func,
     literal,
+    or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy import cast as sql_cast
 
@@ -76,7 +81,9 @@ __all__ = [
     "hour_errors",
     "hour_totals",
     "json_entries",
+    "note_seen_between",
     "quota_day_of",
+    "refresh_hours",
     "refresh_summaries",
     "seen_values",
     "summary_models",
@@ -104,19 +111,36 @@ def refresh_summaries(
     >>> refresh_summaries(conn, datetime(2026, 11, 25, 8, tzinfo=UTC), calls_since=since)
     ... # doctest: +SKIP
     """
-    window = _since(hourly_usage.c.hour, first_hour)
-    _refresh_totals(conn, first_hour, window)
-    _refresh_errors(conn, first_hour, window)
-    _note_seen(conn, calls_since)
+    _refresh_totals(conn, lambda column: _since(column, first_hour))
+    _refresh_errors(conn, lambda column: _since(column, first_hour))
+    _note_seen(conn, [] if calls_since is None else [ApiCall.started_at >= calls_since])
+
+
+def refresh_hours(conn: Connection, hours: Sequence[datetime]) -> None:
+    """Rewrite the hourly summaries of the UTC ``hours`` (their ``hourly_usage`` rows rewritten
+    in this transaction): what a tick changed, however many hours lie between them."""
+    if hours:
+        _refresh_totals(conn, lambda column: column.in_(list(hours)))
+        _refresh_errors(conn, lambda column: column.in_(list(hours)))
+
+
+def note_seen_between(conn: Connection, spans: Sequence[tuple[datetime, datetime]]) -> None:
+    """Note the endpoints and label names of the calls started in any of ``spans``
+    (``[start, end)`` ranges)."""
+    if spans:
+        started = ApiCall.started_at
+        _note_seen(conn, [or_(*(and_(started >= start, started < end) for start, end in spans))])
 
 
 def _since(column: Any, first_hour: datetime | None) -> ColumnElement[bool]:
     return cast(ColumnElement[bool], true() if first_hour is None else column >= first_hour)
 
 
-def _refresh_totals(
-    conn: Connection, first_hour: datetime | None, window: ColumnElement[bool]
-) -> None:
+#: Which rows of a table to rewrite, given its hour column.
+HourWindow = Callable[[Any], ColumnElement[bool]]
+
+
+def _refresh_totals(conn: Connection, window: HourWindow) -> None:
     h = hourly_usage.c
     group = [h.hour, h.model, h.stream]
     weighted: list[Any] = []
@@ -125,7 +149,7 @@ def _refresh_totals(
         weighted.append(func.coalesce(func.sum(case((h[name].is_not(None), h.requests))), 0))
     query = (
         select(*group, *[func.sum(h[name]) for name in SUMMED], *weighted)
-        .where(window)
+        .where(window(h.hour))
         .group_by(*group)
     )
     names = [
@@ -135,13 +159,11 @@ def _refresh_totals(
         *SUMMED,
         *[f"{name}_{part}" for name in WEIGHTED_PERCENTILES for part in ("weighted", "weight")],
     ]
-    conn.execute(delete(usage_by_hour).where(_since(usage_by_hour.c.hour, first_hour)))
+    conn.execute(delete(usage_by_hour).where(window(usage_by_hour.c.hour)))
     _upsert_from(conn, usage_by_hour, names, query, ["hour", "model", "stream"])
 
 
-def _refresh_errors(
-    conn: Connection, first_hour: datetime | None, window: ColumnElement[bool]
-) -> None:
+def _refresh_errors(conn: Connection, window: HourWindow) -> None:
     h = hourly_usage.c
     entries = json_entries(conn, h.errors_by_class)
     group = [h.hour, h.model, h.stream, entries.c.key]
@@ -149,11 +171,11 @@ def _refresh_errors(
         select(*group, func.sum(sql_cast(entries.c.value, BigInteger)))
         .select_from(hourly_usage)
         .join(entries, true())
-        .where(window)
+        .where(window(h.hour))
         .group_by(*group)
     )
     names = ["hour", "model", "stream", "error_class", "errors"]
-    conn.execute(delete(errors_by_hour).where(_since(errors_by_hour.c.hour, first_hour)))
+    conn.execute(delete(errors_by_hour).where(window(errors_by_hour.c.hour)))
     _upsert_from(conn, errors_by_hour, names, query, names[:4])
 
 
@@ -165,9 +187,10 @@ def _upsert_from(
     conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
 
 
-def _note_seen(conn: Connection, since: datetime | None) -> None:
+def _note_seen(conn: Connection, window: Sequence[ColumnElement[bool]]) -> None:
+    """Note the endpoints (of every call) and label names (of calls with a key) of the calls
+    matching ``window`` (conditions on ``api_calls``; none: every call)."""
     c = ApiCall
-    window = [] if since is None else [c.started_at >= since]
     endpoints = (
         select(literal(ENDPOINT), c.endpoint, func.max(c.started_at))
         .where(*window)
@@ -184,18 +207,23 @@ def _note_seen(conn: Connection, since: datetime | None) -> None:
         .where(*labelled)
         .group_by(entries.c.key)
     )
-    names = ["kind", "value", "last_seen"]
-    for query in (endpoints, labels):
-        statement = dialect_insert(conn, seen_values_table).from_select(names, query)
-        latest = func.greatest if conn.dialect.name == "postgresql" else func.max
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["kind", "value"],
-                set_={
-                    "last_seen": latest(seen_values_table.c.last_seen, statement.excluded.last_seen)
-                },
-            )
+    # Read first, then write the few values found: Postgres scans in parallel for a SELECT,
+    # never for an INSERT … SELECT (a first rollup reads every call here).
+    seen = [
+        {"kind": kind, "value": value, "last_seen": last_seen}
+        for kind, value, last_seen in conn.execute(union_all(endpoints, labels))
+    ]
+    if not seen:
+        return
+    # Two kinds, each grouped by value: no row is offered twice to the upsert.
+    statement = dialect_insert(conn, seen_values_table).values(seen)
+    latest = func.greatest if conn.dialect.name == "postgresql" else func.max
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["kind", "value"],
+            set_={"last_seen": latest(seen_values_table.c.last_seen, statement.excluded.last_seen)},
         )
+    )
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ __all__ = [
     "daily_rows",
     "dialect_insert",
     "get_watermark",
+    "get_watermarks",
     "hints_for",
     "hourly_tokens",
     "hourly_tokens_by_key",
@@ -201,6 +202,16 @@ def get_watermark(conn: Connection, name: str) -> datetime | None:
         select(RollupState.watermark).where(RollupState.name == name)
     ).scalar_one_or_none()
     return watermark
+
+
+def get_watermarks(conn: Connection, *names: str) -> dict[str, datetime | None]:
+    """:func:`get_watermark` of each of ``names``, in one query."""
+    found = dict(
+        conn.execute(
+            select(RollupState.name, RollupState.watermark).where(RollupState.name.in_(names))
+        ).all()
+    )
+    return {name: found.get(name) for name in names}
 
 
 def set_watermark(conn: Connection, name: str, watermark: datetime, *, now: datetime) -> None:

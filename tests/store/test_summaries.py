@@ -180,3 +180,24 @@ def test_choices_come_from_the_values_seen(engine: Engine, settings: Settings) -
             "/anthropic/v1/messages",
             "/openai/v1/chat/completions",
         ]
+
+
+def test_a_tick_notes_what_its_late_window_holds(engine: Engine, settings: Settings) -> None:
+    insert(engine, calls(START, 6, labels={"team": "search"}))
+    watermark = START + timedelta(minutes=40)
+    run_rollup(engine, settings, now=watermark)
+    # Late, inside the late window, in five minutes whose keyed calls are all rolled up already:
+    # a call without a key (counted in no rollup row), and a keyed call in a new slice.
+    insert(
+        engine,
+        calls(START + timedelta(minutes=35), 1, key_id=None, endpoint="/anthropic/v1/messages")
+        + calls(START + timedelta(minutes=31), 1, labels={"feature": "reports"}),
+    )
+    run_rollup(engine, settings, now=watermark + timedelta(minutes=1))
+    with engine.connect() as conn:
+        assert endpoint_choices(conn, watermark) == [
+            "/anthropic/v1/messages",
+            "/openai/v1/chat/completions",
+        ]
+        assert seen_values(conn, LABEL) == ["feature", "team"]
+    assert_summaries_match(engine)
