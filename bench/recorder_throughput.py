@@ -82,6 +82,14 @@ def driver_rows(dialect: str, rows: list[CallRecord]) -> list[tuple[Any, ...]]:
     return calls.driver_rows(dialect, rows, "bench")
 
 
+def built_per_second(dialect: str, rows: list[CallRecord]) -> float:
+    """Records a second that ``insert_calls`` turns into driver rows, the part of its work done
+    in Python before the database sees anything."""
+    begin = time.perf_counter()
+    driver_rows(dialect, rows)
+    return len(rows) / (time.perf_counter() - begin)
+
+
 def insert_sql(dialect: str) -> str:
     """The INSERT the SQLite path runs (Postgres: the same, with psycopg's placeholders)."""
     if dialect == "sqlite":
@@ -142,6 +150,8 @@ def run(
     engine.dispose()
     base = records(n)
     rows = []
+    building = measure(rounds, lambda: built_per_second(dialect, fresh(base)))
+    rows.append([dialect, "-", "rows built from records (no database)", f"{building:,.0f}", "", ""])
     for batch in batches:
         if dialect == "sqlite":
             baseline = measure(

@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from bench.common import machine, print_table
 from monitor.config import load_settings
@@ -139,13 +142,45 @@ def count_calls(engine: Engine) -> int:
         return int(conn.execute(text("SELECT count(*) FROM api_calls")).scalar_one())
 
 
+@contextmanager
+def statement_times(engine: Engine) -> Iterator[list[tuple[float, str]]]:
+    """Collects (seconds, the statement's start) of every statement ``engine`` runs meanwhile,
+    on any of its connections (a full recompute aggregates hours on two at once)."""
+    times: list[tuple[float, str]] = []
+
+    def before(conn: Any, *_: Any) -> None:
+        conn.info["lcm_bench_began"] = time.perf_counter()
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        began = conn.info.pop("lcm_bench_began", None)
+        if began is not None:
+            times.append((time.perf_counter() - began, " ".join(statement.split())[:90]))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield times
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+def print_slowest(title: str, total_s: float, times: list[tuple[float, str]], most: int) -> None:
+    print(
+        f"\n{title}: {total_s:.2f} s in all; {len(times)} statements took "
+        f"{sum(t for t, _ in times):.2f} s (two at a time in part); the slowest:"
+    )
+    for seconds, statement in sorted(times, reverse=True)[:most]:
+        print(f"  {seconds:7.3f} s  {statement}")
+
+
 def timed(fn: object) -> float:
     begin = time.perf_counter()
     fn()  # type: ignore[operator]
     return time.perf_counter() - begin
 
 
-def run(url: str, n: int, rounds: int) -> list[list[str]]:
+def run(url: str, n: int, rounds: int, statements: int = 0) -> list[list[str]]:
     engine = make_engine(url)
     upgrade(engine)
     settings = load_settings(database_url=url)
@@ -177,6 +212,15 @@ def run(url: str, n: int, rounds: int) -> list[list[str]]:
             timed(lambda at=at: run_rollup(engine, settings, now=at + timedelta(minutes=1)))
         )
     tick_s = min(ticks)
+    if statements:  # one more of each, its statements timed (not counted in the table)
+        with statement_times(engine) as times:
+            total = timed(full)
+        print_slowest(f"{engine.dialect.name} full recompute", total, times, statements)
+        at = day_end + timedelta(minutes=5 + rounds)
+        generate(engine, NEW_CALLS, at, 60.0, f"tick{time.time_ns()}-")
+        with statement_times(engine) as times:
+            total = timed(lambda: run_rollup(engine, settings, now=at + timedelta(minutes=1)))
+        print_slowest(f"{engine.dialect.name} tick", total, times, statements)
     engine.dispose()
     name = engine.dialect.name
     return [
@@ -209,6 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the Postgres database")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then one more full recompute and tick, printing their N slowest statements",
+    )
     args = parser.parse_args(argv)
     rows: list[list[str]] = []
     if not args.skip_postgres:
@@ -220,7 +271,10 @@ def main(argv: list[str] | None = None) -> None:
                 admin.execute(f'CREATE DATABASE "{args.postgres}"')
         try:
             rows += run(
-                f"postgresql://postgres@127.0.0.1:5432/{args.postgres}", args.calls, args.rounds
+                f"postgresql://postgres@127.0.0.1:5432/{args.postgres}",
+                args.calls,
+                args.rounds,
+                args.statements,
             )
         finally:
             if not args.keep:
@@ -228,7 +282,12 @@ def main(argv: list[str] | None = None) -> None:
                     admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres}" WITH (FORCE)')
     if not args.skip_sqlite:
         with tempfile.TemporaryDirectory() as tmp:
-            rows += run(f"sqlite:///{Path(tmp) / 'bench.db'}", args.sqlite_calls, args.rounds)
+            rows += run(
+                f"sqlite:///{Path(tmp) / 'bench.db'}",
+                args.sqlite_calls,
+                args.rounds,
+                args.statements,
+            )
     print_table(
         f"Rollups: best of {args.rounds}, seconds ({machine()}); "
         f"targets on Postgres: full day < {TARGET_FULL_S:.0f} s, "
