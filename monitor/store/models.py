@@ -207,7 +207,32 @@ def _histogram_columns() -> list[Column[int]]:
     ]
 
 
-class HourlyUsage(Base):
+#: The figures summed over calls that ``hourly_usage``, ``usage_slices`` and ``usage_by_hour``
+#: each hold (a slice's add up into its hour's, every key's hour into ``usage_by_hour``).
+SUMMED_FIGURES: Final = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+
+
+class SummedFigures:
+    """The :data:`SUMMED_FIGURES` columns, declared once for the tables that hold them."""
+
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class HourlyUsage(SummedFigures, Base):
     """One key's UTC hour for one model and streaming mode, for the dashboard's charts.
 
     Besides the figures, each row keeps the exact minimum and maximum latency and time to first
@@ -222,14 +247,9 @@ class HourlyUsage(Base):
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     model: Mapped[str] = mapped_column(String(), primary_key=True)
     stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    errors: Mapped[int] = mapped_column(BigInteger)
     errors_by_class: Mapped[dict[str, int]] = mapped_column(JsonDoc)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    # Added to the table later (migration 0005): rows from before hold 0.
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    total_tokens: Mapped[int] = mapped_column(BigInteger)
     latency_min_ms: Mapped[float | None] = mapped_column(Float)
     latency_max_ms: Mapped[float | None] = mapped_column(Float)
     ttft_min_ms: Mapped[float | None] = mapped_column(Float)
@@ -242,7 +262,7 @@ class HourlyUsage(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class UsageSlice(Base):
+class UsageSlice(SummedFigures, Base):
     """Five minutes of one key's calls for one model and streaming mode (migration 0007).
 
     The same figures and histograms as :class:`HourlyUsage` (an hour is the sum of its slices),
@@ -256,13 +276,6 @@ class UsageSlice(Base):
     key_id: Mapped[str] = mapped_column(String(), primary_key=True)
     model: Mapped[str] = mapped_column(String(), primary_key=True)
     stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    errors: Mapped[int] = mapped_column(BigInteger)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
-    total_tokens: Mapped[int] = mapped_column(BigInteger)
     errors_by_class: Mapped[dict[str, int]] = mapped_column(JsonDoc)
     latency_min_ms: Mapped[float | None] = mapped_column(Float)
     latency_max_ms: Mapped[float | None] = mapped_column(Float)
@@ -291,7 +304,7 @@ def _weighted_percentile_columns() -> list[Column[Any]]:
     return columns
 
 
-class UsageByHour(Base):
+class UsageByHour(SummedFigures, Base):
     """``hourly_usage`` summed over keys: one row per UTC hour, model and streaming mode.
 
     Kept by :func:`monitor.store.summaries.refresh_summaries` from ``hourly_usage`` alone, so a
@@ -304,13 +317,6 @@ class UsageByHour(Base):
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     model: Mapped[str] = mapped_column(String(), primary_key=True)
     stream: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    errors: Mapped[int] = mapped_column(BigInteger)
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
-    total_tokens: Mapped[int] = mapped_column(BigInteger)
 
 
 class ErrorsByHour(Base):

@@ -43,6 +43,7 @@ from monitor.store.grouping import (
 )
 from monitor.store.models import (
     LATENCY_HISTOGRAM,
+    SUMMED_FIGURES,
     TTFT_HISTOGRAM,
     DailyUsage,
     HourlyUsage,
@@ -187,15 +188,7 @@ def _first_call_at(conn: Connection, start: datetime | None, end: datetime | Non
     return None if first is None else instant(first)
 
 
-_SUMMED: Final = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-)
+_SUMMED: Final = SUMMED_FIGURES
 
 
 def sum_rows(

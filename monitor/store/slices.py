@@ -25,18 +25,17 @@ from monitor.histogram import BUCKETS
 from monitor.quota_day import hour_start
 from monitor.rollup import SLICE, HourlyKey, Totals, add_totals
 from monitor.store.grouping import bin_sql, bind_params, calls_window, grouped_calls_sql, instant
-from monitor.store.models import LATENCY_HISTOGRAM, TTFT_HISTOGRAM, UTCDateTime
+from monitor.store.models import (
+    LATENCY_HISTOGRAM,
+    SUMMED_FIGURES,
+    TTFT_HISTOGRAM,
+    UTCDateTime,
+)
 
 __all__ = ["SliceCounts", "changed_slices", "delete_slices_before", "runs_of", "write_slices"]
 
 _FIGURES: Final = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "total_tokens",
+    *SUMMED_FIGURES,
     "latency_min_ms",
     "latency_max_ms",
     "ttft_min_ms",

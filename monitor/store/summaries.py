@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 
 from monitor.store.models import (
+    SUMMED_FIGURES,
     WEIGHTED_PERCENTILES,
     ApiCall,
     ErrorsByHour,
@@ -64,15 +65,7 @@ ENDPOINT: Final = "endpoint"
 LABEL: Final = "label"
 
 #: The ``hourly_usage`` figures that ``usage_by_hour`` sums.
-SUMMED: Final = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-)
+SUMMED: Final = SUMMED_FIGURES
 
 __all__ = [
     "ENDPOINT",
