@@ -91,6 +91,11 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
 
 
+#: The labels of a call that has none, as SQL per dialect (the condition of the partial index
+#: on labelled calls: a query that repeats it reads only those).
+NO_LABELS: Final = {"postgresql": "'{}'::jsonb", "sqlite": "'{}'"}
+
+
 class ApiCall(Base):
     """One attempt at one API call (a stored :class:`monitor.records.CallRecord`).
 
@@ -108,6 +113,12 @@ class ApiCall(Base):
             "started_at",
             postgresql_where=text("error_type IS NOT NULL"),
             sqlite_where=text("error_type IS NOT NULL"),
+        ),
+        Index(
+            "ix_api_calls_labelled_started_at",
+            "started_at",
+            postgresql_where=text(f"labels <> {NO_LABELS['postgresql']}"),
+            sqlite_where=text(f"labels <> {NO_LABELS['sqlite']}"),
         ),
     )
 

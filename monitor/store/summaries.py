@@ -37,6 +37,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -45,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 
 from monitor.store.models import (
+    NO_LABELS,
     SUMMED_FIGURES,
     WEIGHTED_PERCENTILES,
     ApiCall,
@@ -190,8 +192,10 @@ def _note_seen(conn: Connection, window: Sequence[ColumnElement[bool]]) -> None:
         .group_by(c.endpoint)
     )
     entries = json_entries(conn, c.labels)
-    labelled = [c.key_id.is_not(None), *window]
-    if conn.dialect.name == "postgresql":  # jsonb_each_text rejects anything but an object
+    dialect = conn.dialect.name
+    # Repeats the condition of the partial index on labelled calls: only they are read.
+    labelled = [c.key_id.is_not(None), c.labels != literal_column(NO_LABELS[dialect]), *window]
+    if dialect == "postgresql":  # jsonb_each_text rejects anything but an object
         labelled.append(func.jsonb_typeof(c.labels) == "object")
     labels = (
         select(literal(LABEL), entries.c.key, func.max(c.started_at))
