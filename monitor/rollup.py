@@ -422,9 +422,12 @@ def _recompute_hours(
         seen_in = slices.runs_of(sorted({*counts.changed, *counts.keyless}))
         return _Pass(counts.scanned, hourly, max(sliced_from, next_start), hours, seen_in)
     cut = next_start if start is None else max(next_start, start)
-    if start is None or start < cut:
-        hourly.update(rollups.aggregate_hours(conn, start, cut))
-    slices.write_slices(conn, cut)
+    if start is None or start < cut:  # the slices are written while the hours are aggregated
+        hourly.update(
+            rollups.aggregate_hours(conn, start, cut, lambda: slices.write_slices(conn, cut))
+        )
+    else:
+        slices.write_slices(conn, cut)
     hourly.update(rollups.sum_rows(conn, table, cut, None, by_hour=True))
     if since is None:
         scanned = sum(totals.requests for totals in hourly.values())

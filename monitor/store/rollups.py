@@ -147,14 +147,18 @@ def aggregate_calls(
 
 
 def aggregate_hours(
-    conn: Connection, start: datetime | None, end: datetime | None
+    conn: Connection,
+    start: datetime | None,
+    end: datetime | None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> dict[HourlyKey, Totals]:
     """:func:`aggregate_calls` per hour for ``[start, end)``, one query per hour with calls.
 
     A day of ten million calls in one hash table would spill to disk; an hour's groups take
     tens of megabytes. Hours without calls are skipped with one index probe each. On Postgres
     :data:`AGGREGATION_WORKERS` connections aggregate hours side by side (the planner will not
-    aggregate in parallel itself: it expects as many groups as calls).
+    aggregate in parallel itself: it expects as many groups as calls), and ``meanwhile`` (work
+    of ``conn``'s own) runs on ``conn`` as they do; elsewhere it runs after them.
     """
     hours: list[tuple[datetime, datetime]] = []
     at = start
@@ -166,6 +170,8 @@ def aggregate_hours(
     if conn.dialect.name != "postgresql" or len(hours) < 2:
         for first_hour, end_hour in hours:
             result.update(aggregate_calls(conn, first_hour, end_hour))
+        if meanwhile is not None:
+            meanwhile()
         return result
     engine = conn.engine
 
@@ -175,7 +181,10 @@ def aggregate_hours(
             return aggregate_calls(worker, *span)
 
     with ThreadPoolExecutor(AGGREGATION_WORKERS) as pool:
-        for groups in pool.map(aggregate, hours):
+        aggregated = pool.map(aggregate, hours)  # every hour is handed to the pool now
+        if meanwhile is not None:
+            meanwhile()
+        for groups in aggregated:
             result.update(groups)
     return result
 
