@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import Engine
 
-from monitor.store.engine import make_engine
 from monitor.store.keys import (
     KeyStoreError,
     QuotaChange,
@@ -25,13 +23,6 @@ from monitor.store.keys import (
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 D20, D25, D30 = date(2026, 11, 20), date(2026, 11, 25), date(2026, 11, 30)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def test_add_and_read_back(engine: Engine) -> None:

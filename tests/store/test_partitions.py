@@ -7,7 +7,6 @@ on both the rollups, and so the dashboard's daily totals, stay as they were.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -161,13 +160,6 @@ def test_0004_keeps_every_row_up_and_down(empty_database_url: str) -> None:
 
 
 # --- inserts --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from monitor.quota_day import hour_start
 from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
 from monitor.rollup import DEFAULT_LATE_WINDOW, ROLLUP_NAME, run_rollup
 from monitor.store.calls import insert_calls
-from monitor.store.engine import make_engine, upgrade
 from monitor.store.keys import add_key, set_quota
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
 from monitor.store.usage import (
@@ -28,19 +26,6 @@ from monitor.store.usage import (
 
 BEIJING_MIDNIGHT = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 2026-11-26 00:00 Beijing
 DAY_BEFORE, DAY_AFTER = date(2026, 11, 25), date(2026, 11, 26)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    return load_settings(database_url=database_url)
 
 
 def call(at: datetime, key: str | None = "k_alpha", **fields: Any) -> CallRecord:

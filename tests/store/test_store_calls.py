@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,13 +15,6 @@ from monitor.store.engine import make_engine
 from monitor.store.models import ApiCall
 
 MakeRecord = Callable[..., CallRecord]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def count(engine: Engine) -> int:

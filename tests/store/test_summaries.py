@@ -3,38 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
-from monitor.config import Settings, load_settings
+from monitor.config import Settings
 from monitor.queries import endpoint_choices, model_choices
 from monitor.records import CallRecord
 from monitor.rollup import run_rollup
 from monitor.store.calls import insert_calls
-from monitor.store.engine import downgrade, make_engine, upgrade
+from monitor.store.engine import downgrade, upgrade
 from monitor.store.models import ErrorsByHour, HourlyUsage, UsageByHour
 from monitor.store.summaries import LABEL, seen_values
 
 START = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
 MODELS = ["LongCat-Flash-Chat", "LongCat-Flash-Thinking", None]
 ERRORS = [None, None, "rate_limit", "stream_interrupted", "server_error"]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    return load_settings(database_url=database_url)
 
 
 def calls(start: datetime, n: int, **fields: Any) -> list[CallRecord]:
