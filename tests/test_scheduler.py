@@ -137,12 +137,11 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
             alert_to=("team@example.com",),
         )
         clock = {"now": T0}
-        stop = threading.Event()
         runners: list[LeaderRunner] = []
         errors: list[BaseException] = []
         engines = [make_engine(url) for _ in range(3)]
 
-        def loop(runner: LeaderRunner) -> None:
+        def loop(runner: LeaderRunner, stop: threading.Event) -> None:
             while not stop.is_set():
                 try:
                     runner()
@@ -158,7 +157,8 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
                     lambda e=engine, i=i: run_tick(e, settings, clock["now"], worker=f"s{i}"),
                 )
             )
-        threads = [threading.Thread(target=loop, args=(r,)) for r in runners]
+        stops = [threading.Event() for _ in runners]
+        threads = [threading.Thread(target=loop, args=(r, s)) for r, s in zip(runners, stops)]
         for t in threads:
             t.start()
         try:
@@ -166,9 +166,11 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
             wait_for(lambda: len(server.received) >= 1)
             leaders = [r for r in runners if r.leading]
             assert len(leaders) == 1
-            # Kill the leader's lock session: another scheduler takes over.
+            # Kill the leader (its process stops, its lock session dies): another takes over.
             old = leaders[0]
             assert isinstance(old.lock, PostgresLeaderLock)
+            stops[runners.index(old)].set()
+            threads[runners.index(old)].join(10)
             terminate_lock_sessions(pg_engine)
             old.lock.release()
             clock["now"] = T0 + timedelta(minutes=1)
@@ -176,7 +178,8 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
             wait_for(lambda: any("90%" in m.subject for m in server.received))
             time.sleep(0.5)  # several more ticks on every scheduler
         finally:
-            stop.set()
+            for stop in stops:
+                stop.set()
             for t in threads:
                 t.join(10)
             for r in runners:
