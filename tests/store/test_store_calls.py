@@ -68,6 +68,53 @@ def test_every_field_round_trips(engine: Engine, make_call_record: MakeRecord) -
     assert rows[0]["started_at"] == datetime(2025, 3, 1, 15, 59, 59, 123456, tzinfo=UTC)
 
 
+def test_records_of_every_shape_in_one_batch_round_trip(
+    engine: Engine, make_call_record: MakeRecord
+) -> None:
+    # On SQLite each row goes into the columns it holds, rows of one shape a statement at a
+    # time: shapes interleaved, and more of them than one statement takes, must all land intact.
+    shapes = [
+        {},
+        {"stream": True, "ttft_ms": 4.5, "cache_read_tokens": 0, "reasoning_tokens": 9},
+        {
+            "status_code": 429,
+            "error_type": "rate_limit",
+            "error_code": "rate_limit_exceeded",
+            "retry_after_s": 60.0,
+            "input_tokens": None,
+            "output_tokens": None,
+            "total_tokens": None,
+            "usage_source": "none",
+        },
+        {"status_code": None, "error_type": "connection", "latency_ms": None, "key_id": None},
+    ]
+    batch = [make_call_record(**shapes[i % len(shapes)]) for i in range(300)]
+    with engine.begin() as conn:
+        insert_calls(conn, batch, host="host-a")
+    with engine.connect() as conn:
+        rows = conn.execute(select(ApiCall.__table__)).mappings().all()
+    stored = {row["event_id"]: row for row in rows}
+    assert len(stored) == len(batch)
+    for record in batch:
+        expected = dataclasses.asdict(record)
+        expected["started_at"] = record.started_at.astimezone(UTC)
+        row = stored[record.event_id]
+        assert {name: row[name] for name in expected} == expected
+
+
+def test_api_calls_columns_have_no_defaults(engine: Engine) -> None:
+    # A value left out of an INSERT (the SQLite writer leaves NULLs out) must read as NULL.
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            defaults = conn.exec_driver_sql("SELECT dflt_value FROM pragma_table_info('api_calls')")
+        else:
+            defaults = conn.exec_driver_sql(
+                "SELECT column_default FROM information_schema.columns "
+                "WHERE table_name = 'api_calls' AND column_name <> 'id'"
+            )
+        assert [d for (d,) in defaults if d is not None] == []
+
+
 def test_replayed_batch_lands_once(engine: Engine, make_call_record: MakeRecord) -> None:
     batch = [make_call_record() for _ in range(50)]
     with engine.begin() as conn:
