@@ -105,8 +105,10 @@ def drive(tree: str | None, cases: list[tuple[str, str, str]], calls: int, round
         loop = asyncio.new_event_loop()
         with httpx.Client(base_url="http://longcat.test", transport=canned_upstream(httpx)) as c:
             monitor.instrument(c)  # the writer's first batches (schema, caches) are not counted
-            for _ in range(2):  # batches of a loop's size: their INSERT is compiled and cached
-                sync_calls(c, calls, False)
+            # Batches of a loop's size: their INSERTs (one set per shape of row, streamed or
+            # not) are compiled and cached, as in a process that has been running a while.
+            for stream in (False, True, False, True):
+                sync_calls(c, calls, stream)
                 monitor.flush(60)
         gc.collect()
         gc.freeze()  # what start-up made is not walked again by each loop's collections
