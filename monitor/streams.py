@@ -151,8 +151,10 @@ class StreamReader:
         """Count the text in ``data``; once content was seen (TTFT is set), later."""
         assert self._text is not None
         if not self.saw_content:
-            self._count(self._text.findall(data))
-            return
+            # TTFT needs only to know that text came: it is counted later, with the rest
+            if self._text.search(data) is None:
+                return
+            self.saw_content = True
         self._uncounted.append(data)
         self._uncounted_size += len(data)
         if self._uncounted_size > UNCOUNTED_LIMIT:
@@ -178,12 +180,12 @@ class OpenAIStreamReader(StreamReader):
         data = event.data
         if data is None:
             return False
-        if data == b"[DONE]" or data.strip() == b"[DONE]":
+        if data == b"[DONE]" or (data.find(b"[DONE]") >= 0 and data.strip() == b"[DONE]"):
             self.ended = True
             return False
         if self.model is None and (found := _MODEL.search(data)):
             self.model = found.group(1).decode("utf-8", "replace")
-        if _ERROR_KEY.match(data) or event.name == "error":
+        if event.name == "error" or (data.find(b'"error"') >= 0 and _ERROR_KEY.match(data)):
             self._error_event(_loads(data))
             return False
         self._content(data)
