@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
-from monitor.decoding import DecodeError, Decoder, IdentityDecoder, decoder_for
+from monitor.decoding import IDENTITY, DecodeError, Decoder, decoder_for
 from monitor.records import CallRecord
 from monitor.safety import report_failure
 from monitor.sse import SSEEvent, SSESplitter
@@ -93,7 +93,7 @@ class CallObserver:
         self.strip_usage_chunk = self.strip_usage_chunk and is_sse and status < 400
         try:
             self._decoder = decoder_for(headers.get("content-encoding"))
-            self._identity = isinstance(self._decoder, IdentityDecoder)
+            self._identity = self._decoder is IDENTITY
         except DecodeError as exc:
             if self.strip_usage_chunk:
                 self.strip_usage_chunk = False  # cannot decode: leave the bytes alone
@@ -269,7 +269,7 @@ class CallObserver:
     def on_read_body(self, content: bytes) -> bytes:
         """A body the inner transport had already read and decoded (mock and WSGI transports
         hand such responses over): observe it whole; returns the body the caller gets."""
-        self._decoder = IdentityDecoder()
+        self._decoder = IDENTITY
         self._identity = True
         if not self.strip_usage_chunk:
             body = self._body

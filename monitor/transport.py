@@ -65,16 +65,16 @@ class CallStarter:
         api = api_for_path(path)
         headers = _picked_from(request.headers, _REQUEST_HEADERS)
         labels = current_labels()
-        record = CallRecord(
-            started_at=datetime.now(UTC),
-            api=api,
-            endpoint=path,
-            method=request.method,
+        key_id, key_hint = self._fingerprint(headers.get("authorization"), headers.get("x-api-key"))
+        record = CallRecord(  # positionally where it can be: quicker to match than keywords
+            datetime.now(UTC),
+            api,
+            path,
+            request.method,
+            key_id,
+            key_hint,
             labels=dict(labels) if labels else {},
             source=self.source,
-        )
-        record.key_id, record.key_hint = self._fingerprint(
-            headers.get("authorization"), headers.get("x-api-key")
         )
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
