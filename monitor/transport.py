@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,19 +30,21 @@ RETRY_HEADER: Final = "x-stainless-retry-count"
 _REWRITTEN_HEADERS: Final = ("content-encoding", "content-length")
 FINGERPRINT_CACHE_SIZE: Final = 256
 _NO_KEY: Final[tuple[None, None]] = (None, None)
-_REQUEST_HEADERS: Final = frozenset({b"authorization", b"x-api-key", RETRY_HEADER.encode()})
+
+
+def header_names(*names: str) -> Mapping[bytes, str]:
+    """Header names as :func:`pick_headers` takes them: each lower-case name in bytes, as the
+    headers hold it, to the same in str, as it is picked (looked up, not decoded every time)."""
+    return {name.lower().encode("latin-1"): name.lower() for name in names}
+
+
+_REQUEST_HEADERS: Final = header_names("authorization", "x-api-key", RETRY_HEADER)
 #: The response headers the observer reads.
-RESPONSE_HEADERS: Final = frozenset(
-    {
-        b"x-request-id",
-        b"request-id",
-        b"retry-after",
-        b"content-type",
-        b"content-encoding",
-    }
+RESPONSE_HEADERS: Final = header_names(
+    "x-request-id", "request-id", "retry-after", "content-type", "content-encoding"
 )
 #: Those, and the ones dropped when the body is rewritten.
-_NOTED_HEADERS: Final = RESPONSE_HEADERS | {name.encode() for name in _REWRITTEN_HEADERS}
+_NOTED_HEADERS: Final = {**RESPONSE_HEADERS, **header_names(*_REWRITTEN_HEADERS)}
 
 
 class CallStarter:
@@ -107,17 +109,18 @@ class CallStarter:
         return known
 
 
-def pick_headers(raw: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
-    """The wanted headers (lower-case names) in one pass over a raw ``(name, value)`` list."""
+def pick_headers(raw: list[tuple[bytes, bytes]], names: Mapping[bytes, str]) -> dict[str, str]:
+    """The wanted headers (lower-case names, from :func:`header_names`) in one pass over a raw
+    ``(name, value)`` list."""
     picked: dict[str, str] = {}
     for name, value in raw:
         lowered = name.lower()
         if lowered in names:
-            picked[lowered.decode("latin-1")] = value.decode("latin-1")
+            picked[names[lowered]] = value.decode("latin-1")
     return picked
 
 
-def _picked_from(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
+def _picked_from(headers: Any, names: Mapping[bytes, str]) -> dict[str, str]:
     """:func:`pick_headers` of an httpx/httpx2 ``Headers``, from the list it keeps with every
     name already lower-cased when it has one (both do), else from its raw list."""
     entries = getattr(headers, "_list", None)  # (raw name, lower-case name, value)
@@ -126,7 +129,7 @@ def _picked_from(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
     picked: dict[str, str] = {}
     for _, lowered, value in entries:
         if lowered in names:
-            picked[lowered.decode("latin-1")] = value.decode("latin-1")
+            picked[names[lowered]] = value.decode("latin-1")
     return picked
 
 
