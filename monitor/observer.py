@@ -131,9 +131,9 @@ class CallObserver:
                 # error among them is read with the batch, before the record is made)
                 pending.append(out)
                 chunk = out
-            else:
+            else:  # read alone, through the splitter: it could not be read whole either
                 self._flush_pending()
-                return self._filter_decoded(chunk)
+                return self._filter_decoded(chunk, whole=False)
             self._pending_size += len(chunk)
             if self._pending_size > PENDING_LIMIT:
                 self._flush_pending()
@@ -168,8 +168,8 @@ class CallObserver:
         self._pending.clear()
         self._pending_size = 0
         try:
-            if self.strip_usage_chunk:  # whole events, passed on already
-                self._read_events(joined, drop=True)
+            if self.strip_usage_chunk:  # whole events, passed on already, each one checked
+                self._read_events(joined, drop=True, checked=True)
             elif self._observing:
                 self._observe(joined)
         except Exception as exc:
@@ -203,15 +203,21 @@ class CallObserver:
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
 
-    def _read_whole(self, piece: bytes) -> bool:
-        """Read a piece of plain content events at once (see StreamReader.consume_whole)."""
+    def _read_whole(self, piece: bytes, checked: bool = False) -> bool:
+        """Read a piece of plain content events at once (see StreamReader.consume_whole).
+
+        ``checked``: ``piece`` is known to be whole LF-terminated events, the splitter idle, and
+        to hold no usage key (pieces ``on_chunk`` kept back), so that is not searched again.
+        """
         reader = self._reader
         assert reader is not None and self._splitter is not None
-        if not (self._splitter.idle and piece.endswith(b"\n\n") and 13 not in piece):
+        if not checked and not (
+            self._splitter.idle and piece.endswith(b"\n\n") and 13 not in piece
+        ):
             return False
         had_content = reader.saw_content
         try:
-            whole = reader.consume_whole(piece)
+            whole = reader.consume_whole(piece, usage_free=checked)
         except Exception as exc:
             report_failure("reading a stream event", exc)
             return False
@@ -219,13 +225,14 @@ class CallObserver:
             self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
         return whole
 
-    def _read_events(self, piece: bytes, drop: bool = False) -> None:
-        """Read the events ``piece`` holds or completes: plain ones at once where they can be."""
+    def _read_events(self, piece: bytes, drop: bool = False, checked: bool = False) -> None:
+        """Read the events ``piece`` holds or completes: plain ones at once where they can be
+        (``checked``: see ``_read_whole``)."""
         assert self._splitter is not None
-        if self._read_whole(piece):
+        if self._read_whole(piece, checked):
             return
         head = self._plain_head(piece)
-        if head and self._read_whole(piece[:head]):
+        if head and self._read_whole(piece[:head], checked):
             piece = piece[head:]  # the plain events before the first special one are read
         for event in self._splitter.feed(piece):
             self._read_event(event, drop)
@@ -299,9 +306,11 @@ class CallObserver:
         self._finish(None)
         return tail
 
-    def _filter_decoded(self, piece: bytes) -> bytes:
+    def _filter_decoded(self, piece: bytes, whole: bool = True) -> bytes:
+        """The bytes the caller gets for ``piece``, its events read (``whole``: at once where
+        they can be)."""
         assert self._splitter is not None
-        if self._read_whole(piece):
+        if whole and self._read_whole(piece):
             return without_null_usage(piece)
         events = self._splitter.feed(piece)
         if len(events) == 1:  # the usual piece: one whole event

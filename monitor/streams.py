@@ -129,10 +129,11 @@ class StreamReader:
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         raise NotImplementedError
 
-    def consume_whole(self, piece: bytes) -> bool:
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
         """Read a piece of whole, LF-terminated events at once, when none of them carries usage,
         an error or the end of the message; False (nothing read) when they must be read one by
-        one. Most of a stream is plain content, and this reads it without splitting it."""
+        one. Most of a stream is plain content, and this reads it without splitting it.
+        ``usage_free``: the caller knows ``piece`` holds no ``"usage"`` key."""
         return False
 
     def special_at(self, piece: bytes) -> int:
@@ -199,8 +200,8 @@ class OpenAIStreamReader(StreamReader):
                     return drop_usage_chunk and chunk.get("choices") == []
         return False
 
-    def consume_whole(self, piece: bytes) -> bool:
-        if (piece.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(piece)) or (
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
+        if (not usage_free and piece.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(piece)) or (
             piece.find(b'"error"') >= 0 or piece.find(b"event:") >= 0
         ):  # what special_at looks for; asked as a yes or no, this is quicker
             return False
@@ -244,7 +245,7 @@ class AnthropicStreamReader(StreamReader):
             self._error_event(_loads(data))
         return False
 
-    def consume_whole(self, piece: bytes) -> bool:
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
         if self.special_at(piece) >= 0:
             return False
         if piece.find(b"content_block_delta") >= 0:
