@@ -290,16 +290,23 @@ class CallObserver:
 
     def on_end(self) -> bytes:
         """The body was read to its end. Returns bytes still held back for the caller."""
-        self._flush_pending()
+        if self._pending:
+            self._flush_pending()
         self._body_ended = True
         tail = b""
-        if self.strip_usage_chunk and self._splitter is not None and self._decoder is not None:
+        splitter = self._splitter
+        if (
+            self.strip_usage_chunk
+            and splitter is not None
+            and self._decoder is not None
+            and not (self._identity and splitter.idle)  # else nothing is held back
+        ):
             try:
                 rest = b"".join(self._decoder.finish())
             except DecodeError as exc:
                 raise CallerDecodeError(str(exc)) from exc
             out = bytearray(self._filter_decoded(rest) if rest else b"")
-            for event in self._splitter.finish() if not self._splitter.idle else ():
+            for event in splitter.finish() if not splitter.idle else ():
                 if not self._read_event(event, drop=True):
                     out += without_null_usage(event.raw)
             tail = bytes(out)
@@ -349,7 +356,8 @@ class CallObserver:
             return
         self._done = True
         try:
-            self._flush_pending()
+            if self._pending:
+                self._flush_pending()
             self._complete(failure)
             self._submit(self.record)
         except Exception as exc:
