@@ -180,7 +180,9 @@ def _with_content_length(headers: Any, length: int) -> Any:
 
 
 def _note_response(observer: CallObserver, response: Any) -> None:
-    headers = _picked_from(response.headers, _NOTED_HEADERS)
+    # the headers a rewrite drops are picked only where the body may be rewritten
+    names = _NOTED_HEADERS if observer.strip_usage_chunk else RESPONSE_HEADERS
+    headers = _picked_from(response.headers, names)
     if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
             if name in headers:  # the dict: asking the Headers would scan them again
