@@ -359,11 +359,16 @@ def _usage_from_tail(api: Api, body: bytes) -> Usage | None:
     if last < 0:
         return None
     match = _USAGE_TAIL.match(body, last)
-    found = [match.group(1)] if match else _USAGE_TAIL.findall(body)
-    if not found:
-        return None
+    if match:
+        found = match.group(1)
+    else:
+        every = _USAGE_TAIL.findall(body)
+        if not every:
+            return None
+        found = every[-1]
     try:
-        return _usage_of(api, loads_json(found[-1]))
+        usage = loads_json(found)
+        return anthropic_usage(usage) if api == "anthropic" else openai_usage(usage)
     except (ValueError, RecursionError):
         return None
 
@@ -385,7 +390,7 @@ def body_facts(
         usage = _usage_from_tail(api, body)
         if usage is not None or truncated:
             model = None if truncated else _MODEL_FIELD.search(body)
-            return BodyFacts(usage=usage, model=model.group(1).decode() if model else None)
+            return BodyFacts(usage, model.group(1).decode() if model else None)
     parsed: Any = None
     if body and not truncated:
         try:
