@@ -16,7 +16,7 @@ from monitor.decoding import IDENTITY, DecodeError, Decoder, decoder_for
 from monitor.records import CallRecord
 from monitor.safety import report_failure
 from monitor.sse import SSEEvent, SSESplitter
-from monitor.streams import StreamReader, reader_for, without_null_usage
+from monitor.streams import StreamReader, null_usage_removed, reader_for, without_null_usage
 from monitor.usage import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
 
 BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
@@ -118,22 +118,22 @@ class CallObserver:
             pending = self._pending
             if not self.strip_usage_chunk:
                 pending.append(chunk)
-            elif (
+            else:
+                out = None
                 # bytes.find, not ``in``, and 13 (CR) as an int: see monitor.streams
-                chunk.endswith(b"\n\n")
-                and 13 not in chunk
-                and (pending or self._splitter_idle())
-                and (
-                    (out := chunk).find(b'"usage"') < 0
-                    or (out := without_null_usage(chunk)).find(b'"usage"') < 0
-                )
-            ):  # whole events, none to drop, passed on with their null usage taken out (an
+                if (
+                    chunk.endswith(b"\n\n")
+                    and 13 not in chunk
+                    and (pending or self._splitter_idle())
+                ):
+                    out = chunk if chunk.find(b'"usage"') < 0 else null_usage_removed(chunk)
+                if out is None:  # read alone, through the splitter: it could not be read whole
+                    self._flush_pending()
+                    return self._filter_decoded(chunk, whole=False)
+                # whole events, none to drop, passed on with their null usage taken out (an
                 # error among them is read with the batch, before the record is made)
                 pending.append(out)
                 chunk = out
-            else:  # read alone, through the splitter: it could not be read whole either
-                self._flush_pending()
-                return self._filter_decoded(chunk, whole=False)
             self._pending_size += len(chunk)
             if self._pending_size > PENDING_LIMIT:
                 self._flush_pending()

@@ -66,6 +66,19 @@ def without_null_usage(raw: bytes) -> bytes:
     return _NULL_USAGE.sub(b"", raw)
 
 
+def null_usage_removed(raw: bytes) -> bytes | None:
+    """``without_null_usage(raw)`` for ``raw`` that holds a ``"usage"`` key, when no such key is
+    left after it (its null usages were all there was), else None: one search of the result
+    less than asking it, and none of ``raw`` again."""
+    out = raw.replace(_NULL_USAGE_LAST, b"}")
+    if out.find(b'"usage"') < 0:
+        return out
+    if _NULL_USAGE_ANY.search(out) is None:
+        return None  # a usage that is not null: without_null_usage leaves it be
+    out = _NULL_USAGE.sub(b"", out)
+    return None if out.find(b'"usage"') >= 0 else out
+
+
 def _loads(data: bytes) -> Any:
     try:
         return loads_json(data)
