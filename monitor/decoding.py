@@ -39,6 +39,10 @@ class IdentityDecoder:
         return iter(())
 
 
+#: Identity decoding holds no state: one decoder serves every response.
+IDENTITY: Final = IdentityDecoder()
+
+
 class ZlibDecoder:
     """gzip (``wbits=16+MAX_WBITS``) or deflate: zlib-wrapped, falling back to raw deflate."""
 
@@ -145,7 +149,7 @@ class ChainDecoder:
 def decoder_for(content_encoding: str | None, piece_limit: int = DEFAULT_PIECE_LIMIT) -> Decoder:
     """A decoder for a ``Content-Encoding`` header value; unknown encodings raise DecodeError."""
     if not content_encoding:  # the usual response: nothing to undo
-        return IdentityDecoder()
+        return IDENTITY
     names = [n.strip().lower() for n in (content_encoding or "").split(",") if n.strip()]
     names = [n for n in names if n != "identity"]
     decoders: list[Decoder] = []
@@ -161,7 +165,7 @@ def decoder_for(content_encoding: str | None, piece_limit: int = DEFAULT_PIECE_L
         else:
             raise DecodeError(f"unsupported content-encoding {name!r}")
     if not decoders:
-        return IdentityDecoder()
+        return IDENTITY
     if len(decoders) == 1:
         return decoders[0]
     return ChainDecoder(decoders)

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
-from monitor.decoding import DecodeError, Decoder, IdentityDecoder, decoder_for
+from monitor.decoding import IDENTITY, DecodeError, Decoder, decoder_for
 from monitor.records import CallRecord
 from monitor.safety import report_failure
 from monitor.sse import SSEEvent, SSESplitter
-from monitor.streams import StreamReader, reader_for, without_null_usage
+from monitor.streams import StreamReader, null_usage_removed, reader_for, without_null_usage
 from monitor.usage import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
 
 BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
@@ -93,7 +93,7 @@ class CallObserver:
         self.strip_usage_chunk = self.strip_usage_chunk and is_sse and status < 400
         try:
             self._decoder = decoder_for(headers.get("content-encoding"))
-            self._identity = isinstance(self._decoder, IdentityDecoder)
+            self._identity = self._decoder is IDENTITY
         except DecodeError as exc:
             if self.strip_usage_chunk:
                 self.strip_usage_chunk = False  # cannot decode: leave the bytes alone
@@ -118,22 +118,22 @@ class CallObserver:
             pending = self._pending
             if not self.strip_usage_chunk:
                 pending.append(chunk)
-            elif (
+            else:
+                out = None
                 # bytes.find, not ``in``, and 13 (CR) as an int: see monitor.streams
-                chunk.endswith(b"\n\n")
-                and 13 not in chunk
-                and (pending or self._splitter_idle())
-                and (
-                    (out := chunk).find(b'"usage"') < 0
-                    or (out := without_null_usage(chunk)).find(b'"usage"') < 0
-                )
-            ):  # whole events, none to drop, passed on with their null usage taken out (an
+                if (
+                    chunk.endswith(b"\n\n")
+                    and 13 not in chunk
+                    and (pending or self._splitter_idle())
+                ):
+                    out = chunk if chunk.find(b'"usage"') < 0 else null_usage_removed(chunk)
+                if out is None:  # read alone, through the splitter: it could not be read whole
+                    self._flush_pending()
+                    return self._filter_decoded(chunk, whole=False)
+                # whole events, none to drop, passed on with their null usage taken out (an
                 # error among them is read with the batch, before the record is made)
                 pending.append(out)
                 chunk = out
-            else:
-                self._flush_pending()
-                return self._filter_decoded(chunk)
             self._pending_size += len(chunk)
             if self._pending_size > PENDING_LIMIT:
                 self._flush_pending()
@@ -168,8 +168,8 @@ class CallObserver:
         self._pending.clear()
         self._pending_size = 0
         try:
-            if self.strip_usage_chunk:  # whole events, passed on already
-                self._read_events(joined, drop=True)
+            if self.strip_usage_chunk:  # whole events, passed on already, each one checked
+                self._read_events(joined, drop=True, checked=True)
             elif self._observing:
                 self._observe(joined)
         except Exception as exc:
@@ -203,15 +203,21 @@ class CallObserver:
         except DecodeError as exc:
             raise CallerDecodeError(str(exc)) from exc
 
-    def _read_whole(self, piece: bytes) -> bool:
-        """Read a piece of plain content events at once (see StreamReader.consume_whole)."""
+    def _read_whole(self, piece: bytes, checked: bool = False) -> bool:
+        """Read a piece of plain content events at once (see StreamReader.consume_whole).
+
+        ``checked``: ``piece`` is known to be whole LF-terminated events, the splitter idle, and
+        to hold no usage key (pieces ``on_chunk`` kept back), so that is not searched again.
+        """
         reader = self._reader
         assert reader is not None and self._splitter is not None
-        if not (self._splitter.idle and piece.endswith(b"\n\n") and 13 not in piece):
+        if not checked and not (
+            self._splitter.idle and piece.endswith(b"\n\n") and 13 not in piece
+        ):
             return False
         had_content = reader.saw_content
         try:
-            whole = reader.consume_whole(piece)
+            whole = reader.consume_whole(piece, usage_free=checked)
         except Exception as exc:
             report_failure("reading a stream event", exc)
             return False
@@ -219,13 +225,14 @@ class CallObserver:
             self.record.ttft_ms = (self._clock() - self._t0) * 1000.0
         return whole
 
-    def _read_events(self, piece: bytes, drop: bool = False) -> None:
-        """Read the events ``piece`` holds or completes: plain ones at once where they can be."""
+    def _read_events(self, piece: bytes, drop: bool = False, checked: bool = False) -> None:
+        """Read the events ``piece`` holds or completes: plain ones at once where they can be
+        (``checked``: see ``_read_whole``)."""
         assert self._splitter is not None
-        if self._read_whole(piece):
+        if self._read_whole(piece, checked):
             return
         head = self._plain_head(piece)
-        if head and self._read_whole(piece[:head]):
+        if head and self._read_whole(piece[:head], checked):
             piece = piece[head:]  # the plain events before the first special one are read
         for event in self._splitter.feed(piece):
             self._read_event(event, drop)
@@ -269,7 +276,7 @@ class CallObserver:
     def on_read_body(self, content: bytes) -> bytes:
         """A body the inner transport had already read and decoded (mock and WSGI transports
         hand such responses over): observe it whole; returns the body the caller gets."""
-        self._decoder = IdentityDecoder()
+        self._decoder = IDENTITY
         self._identity = True
         if not self.strip_usage_chunk:
             body = self._body
@@ -283,25 +290,34 @@ class CallObserver:
 
     def on_end(self) -> bytes:
         """The body was read to its end. Returns bytes still held back for the caller."""
-        self._flush_pending()
+        if self._pending:
+            self._flush_pending()
         self._body_ended = True
         tail = b""
-        if self.strip_usage_chunk and self._splitter is not None and self._decoder is not None:
+        splitter = self._splitter
+        if (
+            self.strip_usage_chunk
+            and splitter is not None
+            and self._decoder is not None
+            and not (self._identity and splitter.idle)  # else nothing is held back
+        ):
             try:
                 rest = b"".join(self._decoder.finish())
             except DecodeError as exc:
                 raise CallerDecodeError(str(exc)) from exc
             out = bytearray(self._filter_decoded(rest) if rest else b"")
-            for event in self._splitter.finish() if not self._splitter.idle else ():
+            for event in splitter.finish() if not splitter.idle else ():
                 if not self._read_event(event, drop=True):
                     out += without_null_usage(event.raw)
             tail = bytes(out)
         self._finish(None)
         return tail
 
-    def _filter_decoded(self, piece: bytes) -> bytes:
+    def _filter_decoded(self, piece: bytes, whole: bool = True) -> bytes:
+        """The bytes the caller gets for ``piece``, its events read (``whole``: at once where
+        they can be)."""
         assert self._splitter is not None
-        if self._read_whole(piece):
+        if whole and self._read_whole(piece):
             return without_null_usage(piece)
         events = self._splitter.feed(piece)
         if len(events) == 1:  # the usual piece: one whole event
@@ -340,7 +356,8 @@ class CallObserver:
             return
         self._done = True
         try:
-            self._flush_pending()
+            if self._pending:
+                self._flush_pending()
             self._complete(failure)
             self._submit(self.record)
         except Exception as exc:

@@ -44,6 +44,9 @@ class SSESplitter:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete (in order, covering every byte once)."""
         if not self._buf and 13 not in chunk:  # CR as an int: see monitor.streams
+            end = len(chunk) - 2
+            if end > 0 and chunk.find(b"\n\n") == end and chunk[0] != 0x0A:
+                return [self._block_event(chunk, 0, end)]  # the usual piece: one whole event
             return self._feed_lf(chunk)
         self._buf += chunk
         events = self._drain(final=False)
@@ -78,7 +81,7 @@ class SSESplitter:
         block = raw[:-2]
         if block.startswith(b"data:") and block.find(b"\n") < 0 and len(block) <= self._max:
             value = block[6:] if block.startswith(b"data: ") else block[5:]
-            return SSEEvent(raw=raw, name=None, data=value)
+            return SSEEvent(raw, None, value)
         for line in block.split(b"\n"):
             self._add_field(line)
         if self._oversized or not self._has_fields:

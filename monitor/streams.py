@@ -44,6 +44,9 @@ UNCOUNTED_LIMIT: Final = 64 * 1024
 
 
 _NULL_USAGE: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
+#: What both of ``_NULL_USAGE``'s forms hold: a quick no for a chunk with a real usage (its
+#: literal start lets the search skip ahead in C, where ``_NULL_USAGE`` tries every byte).
+_NULL_USAGE_ANY: Final = re.compile(rb'"usage"\s*:\s*null')
 #: What ``_NULL_USAGE`` matches in nearly every chunk, with the brace after it.
 _NULL_USAGE_LAST: Final = b',"usage":null}'
 
@@ -58,9 +61,22 @@ def without_null_usage(raw: bytes) -> bytes:
     if raw.find(b'"usage"') < 0:
         return raw
     raw = raw.replace(_NULL_USAGE_LAST, b"}")  # the usual form, as the last field, in C
-    if raw.find(b'"usage"') < 0:
+    if raw.find(b'"usage"') < 0 or _NULL_USAGE_ANY.search(raw) is None:
         return raw
     return _NULL_USAGE.sub(b"", raw)
+
+
+def null_usage_removed(raw: bytes) -> bytes | None:
+    """``without_null_usage(raw)`` for ``raw`` that holds a ``"usage"`` key, when no such key is
+    left after it (its null usages were all there was), else None: one search of the result
+    less than asking it, and none of ``raw`` again."""
+    out = raw.replace(_NULL_USAGE_LAST, b"}")
+    if out.find(b'"usage"') < 0:
+        return out
+    if _NULL_USAGE_ANY.search(out) is None:
+        return None  # a usage that is not null: without_null_usage leaves it be
+    out = _NULL_USAGE.sub(b"", out)
+    return None if out.find(b'"usage"') >= 0 else out
 
 
 def _loads(data: bytes) -> Any:
@@ -126,10 +142,11 @@ class StreamReader:
     def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
         raise NotImplementedError
 
-    def consume_whole(self, piece: bytes) -> bool:
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
         """Read a piece of whole, LF-terminated events at once, when none of them carries usage,
         an error or the end of the message; False (nothing read) when they must be read one by
-        one. Most of a stream is plain content, and this reads it without splitting it."""
+        one. Most of a stream is plain content, and this reads it without splitting it.
+        ``usage_free``: the caller knows ``piece`` holds no ``"usage"`` key."""
         return False
 
     def special_at(self, piece: bytes) -> int:
@@ -148,8 +165,10 @@ class StreamReader:
         """Count the text in ``data``; once content was seen (TTFT is set), later."""
         assert self._text is not None
         if not self.saw_content:
-            self._count(self._text.findall(data))
-            return
+            # TTFT needs only to know that text came: it is counted later, with the rest
+            if self._text.search(data) is None:
+                return
+            self.saw_content = True
         self._uncounted.append(data)
         self._uncounted_size += len(data)
         if self._uncounted_size > UNCOUNTED_LIMIT:
@@ -175,12 +194,12 @@ class OpenAIStreamReader(StreamReader):
         data = event.data
         if data is None:
             return False
-        if data == b"[DONE]" or data.strip() == b"[DONE]":
+        if data == b"[DONE]" or (data.find(b"[DONE]") >= 0 and data.strip() == b"[DONE]"):
             self.ended = True
             return False
         if self.model is None and (found := _MODEL.search(data)):
             self.model = found.group(1).decode("utf-8", "replace")
-        if _ERROR_KEY.match(data) or event.name == "error":
+        if event.name == "error" or (data.find(b'"error"') >= 0 and _ERROR_KEY.match(data)):
             self._error_event(_loads(data))
             return False
         self._content(data)
@@ -194,8 +213,8 @@ class OpenAIStreamReader(StreamReader):
                     return drop_usage_chunk and chunk.get("choices") == []
         return False
 
-    def consume_whole(self, piece: bytes) -> bool:
-        if (piece.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(piece)) or (
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
+        if (not usage_free and piece.find(b'"usage"') >= 0 and _OPENAI_USAGE.search(piece)) or (
             piece.find(b'"error"') >= 0 or piece.find(b"event:") >= 0
         ):  # what special_at looks for; asked as a yes or no, this is quicker
             return False
@@ -239,7 +258,7 @@ class AnthropicStreamReader(StreamReader):
             self._error_event(_loads(data))
         return False
 
-    def consume_whole(self, piece: bytes) -> bool:
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
         if self.special_at(piece) >= 0:
             return False
         if piece.find(b"content_block_delta") >= 0:

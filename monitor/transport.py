@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,19 +30,21 @@ RETRY_HEADER: Final = "x-stainless-retry-count"
 _REWRITTEN_HEADERS: Final = ("content-encoding", "content-length")
 FINGERPRINT_CACHE_SIZE: Final = 256
 _NO_KEY: Final[tuple[None, None]] = (None, None)
-_REQUEST_HEADERS: Final = frozenset({b"authorization", b"x-api-key", RETRY_HEADER.encode()})
+
+
+def header_names(*names: str) -> Mapping[bytes, str]:
+    """Header names as :func:`pick_headers` takes them: each lower-case name in bytes, as the
+    headers hold it, to the same in str, as it is picked (looked up, not decoded every time)."""
+    return {name.lower().encode("latin-1"): name.lower() for name in names}
+
+
+_REQUEST_HEADERS: Final = header_names("authorization", "x-api-key", RETRY_HEADER)
 #: The response headers the observer reads.
-RESPONSE_HEADERS: Final = frozenset(
-    {
-        b"x-request-id",
-        b"request-id",
-        b"retry-after",
-        b"content-type",
-        b"content-encoding",
-    }
+RESPONSE_HEADERS: Final = header_names(
+    "x-request-id", "request-id", "retry-after", "content-type", "content-encoding"
 )
 #: Those, and the ones dropped when the body is rewritten.
-_NOTED_HEADERS: Final = RESPONSE_HEADERS | {name.encode() for name in _REWRITTEN_HEADERS}
+_NOTED_HEADERS: Final = {**RESPONSE_HEADERS, **header_names(*_REWRITTEN_HEADERS)}
 
 
 class CallStarter:
@@ -65,16 +67,16 @@ class CallStarter:
         api = api_for_path(path)
         headers = _picked_from(request.headers, _REQUEST_HEADERS)
         labels = current_labels()
-        record = CallRecord(
-            started_at=datetime.now(UTC),
-            api=api,
-            endpoint=path,
-            method=request.method,
+        key_id, key_hint = self._fingerprint(headers.get("authorization"), headers.get("x-api-key"))
+        record = CallRecord(  # positionally where it can be: quicker to match than keywords
+            datetime.now(UTC),
+            api,
+            path,
+            request.method,
+            key_id,
+            key_hint,
             labels=dict(labels) if labels else {},
             source=self.source,
-        )
-        record.key_id, record.key_hint = self._fingerprint(
-            headers.get("authorization"), headers.get("x-api-key")
         )
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
@@ -107,17 +109,18 @@ class CallStarter:
         return known
 
 
-def pick_headers(raw: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
-    """The wanted headers (lower-case names) in one pass over a raw ``(name, value)`` list."""
+def pick_headers(raw: list[tuple[bytes, bytes]], names: Mapping[bytes, str]) -> dict[str, str]:
+    """The wanted headers (lower-case names, from :func:`header_names`) in one pass over a raw
+    ``(name, value)`` list."""
     picked: dict[str, str] = {}
     for name, value in raw:
         lowered = name.lower()
         if lowered in names:
-            picked[lowered.decode("latin-1")] = value.decode("latin-1")
+            picked[names[lowered]] = value.decode("latin-1")
     return picked
 
 
-def _picked_from(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
+def _picked_from(headers: Any, names: Mapping[bytes, str]) -> dict[str, str]:
     """:func:`pick_headers` of an httpx/httpx2 ``Headers``, from the list it keeps with every
     name already lower-cased when it has one (both do), else from its raw list."""
     entries = getattr(headers, "_list", None)  # (raw name, lower-case name, value)
@@ -126,7 +129,7 @@ def _picked_from(headers: Any, names: frozenset[bytes]) -> dict[str, str]:
     picked: dict[str, str] = {}
     for _, lowered, value in entries:
         if lowered in names:
-            picked[lowered.decode("latin-1")] = value.decode("latin-1")
+            picked[names[lowered]] = value.decode("latin-1")
     return picked
 
 
@@ -142,16 +145,44 @@ def _with_body(http: types.ModuleType, request: Any, body: bytes) -> Any:
     """A copy of ``request`` carrying ``body``; the caller's own request object is untouched."""
     rewritten = object.__new__(type(request))
     rewritten.__dict__.update(request.__dict__)
-    headers = request.headers.copy()
-    headers["Content-Length"] = str(len(body))
-    rewritten.headers = headers
+    rewritten.headers = _with_content_length(request.headers, len(body))
     rewritten.stream = http.ByteStream(body)
     rewritten._content = body
     return rewritten
 
 
+_CONTENT_LENGTH: Final = b"content-length"
+
+
+def _with_content_length(headers: Any, length: int) -> Any:
+    """A copy of ``headers`` with ``Content-Length: length``, as ``copy[...] = ...`` makes it
+    (in the first one's place, any others removed), quicker where the copy keeps the list of
+    (raw name, lower-case name, value) ``_picked_from`` reads. (``copy()`` would first work
+    out the headers' encoding, in a loop over them all; the copy does that when it is asked.)"""
+    copy = type(headers)(headers)
+    entries = getattr(copy, "_list", None)
+    if entries is None:
+        copy["Content-Length"] = str(length)
+        return copy
+    header = (b"Content-Length", _CONTENT_LENGTH, str(length).encode())
+    first = -1
+    for at, (_, name, _) in enumerate(entries):
+        if name == _CONTENT_LENGTH:
+            if first >= 0:  # a duplicate, dropped below (rare)
+                copy["Content-Length"] = str(length)
+                return copy
+            first = at
+    if first < 0:
+        entries.append(header)
+    else:
+        entries[first] = header
+    return copy
+
+
 def _note_response(observer: CallObserver, response: Any) -> None:
-    headers = _picked_from(response.headers, _NOTED_HEADERS)
+    # the headers a rewrite drops are picked only where the body may be rewritten
+    names = _NOTED_HEADERS if observer.strip_usage_chunk else RESPONSE_HEADERS
+    headers = _picked_from(response.headers, names)
     if observer.on_response(response.status_code, headers):
         for name in _REWRITTEN_HEADERS:
             if name in headers:  # the dict: asking the Headers would scan them again

@@ -81,17 +81,13 @@ class Usage:
     reasoning_tokens: int | None = None
     source: UsageSource = "none"
 
-    def finish(self) -> Usage:
-        if self.total_tokens is None and (
-            self.input_tokens is not None or self.output_tokens is not None
-        ):
-            self.total_tokens = (self.input_tokens or 0) + (self.output_tokens or 0)
-        return self
-
 
 #: The most tokens one count of a call may hold and be recorded, far above any model's context:
 #: a quarter of the database's 32-bit integer columns, so that a total of four counts fits too.
 MAX_TOKEN_COUNT: Final = 2**31 // 4 - 1
+
+
+_ABSENT: Final = object()
 
 
 def _int(value: Any) -> int | None:
@@ -110,23 +106,35 @@ def openai_usage(usage: Any) -> Usage | None:
     """OpenAI style ``usage`` object → Usage (``None`` when it is not one)."""
     if not isinstance(usage, dict):
         return None
-    prompt_details = usage.get("prompt_tokens_details")
-    completion_details = usage.get("completion_tokens_details")
-    result = Usage(
-        input_tokens=_int(usage.get("prompt_tokens", usage.get("input_tokens"))),
-        output_tokens=_int(usage.get("completion_tokens", usage.get("output_tokens"))),
-        total_tokens=_int(usage.get("total_tokens")),
-        cache_read_tokens=_int(prompt_details.get("cached_tokens"))
-        if isinstance(prompt_details, dict)
-        else None,
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens"))
+    get = usage.get
+    # a plain int is taken as it is, without the call that checks everything else
+    value = get("prompt_tokens", _ABSENT)
+    if value is _ABSENT:
+        value = get("input_tokens")
+    input_tokens = value if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT else _int(value)
+    value = get("completion_tokens", _ABSENT)
+    if value is _ABSENT:
+        value = get("output_tokens")
+    output_tokens = value if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT else _int(value)
+    value = get("total_tokens")
+    total_tokens = value if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT else _int(value)
+    if input_tokens is None and output_tokens is None and total_tokens is None:
+        return None
+    if total_tokens is None:
+        total_tokens = (input_tokens or 0) + (output_tokens or 0)
+    prompt_details = get("prompt_tokens_details")
+    completion_details = get("completion_tokens_details")
+    return Usage(
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None,
+        None,
+        _int(completion_details.get("reasoning_tokens"))
         if isinstance(completion_details, dict)
         else None,
-        source="reported",
+        "reported",
     )
-    if result.input_tokens is None and result.output_tokens is None and result.total_tokens is None:
-        return None
-    return result.finish()
 
 
 def anthropic_usage(usage: Any, into: Usage | None = None) -> Usage | None:
@@ -351,11 +359,16 @@ def _usage_from_tail(api: Api, body: bytes) -> Usage | None:
     if last < 0:
         return None
     match = _USAGE_TAIL.match(body, last)
-    found = [match.group(1)] if match else _USAGE_TAIL.findall(body)
-    if not found:
-        return None
+    if match:
+        found = match.group(1)
+    else:
+        every = _USAGE_TAIL.findall(body)
+        if not every:
+            return None
+        found = every[-1]
     try:
-        return _usage_of(api, loads_json(found[-1]))
+        usage = loads_json(found)
+        return anthropic_usage(usage) if api == "anthropic" else openai_usage(usage)
     except (ValueError, RecursionError):
         return None
 
@@ -377,7 +390,7 @@ def body_facts(
         usage = _usage_from_tail(api, body)
         if usage is not None or truncated:
             model = None if truncated else _MODEL_FIELD.search(body)
-            return BodyFacts(usage=usage, model=model.group(1).decode() if model else None)
+            return BodyFacts(usage, model.group(1).decode() if model else None)
     parsed: Any = None
     if body and not truncated:
         try:

@@ -39,7 +39,7 @@ from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
 from monitor.records import CallRecord
 from monitor.safety import swallow
-from monitor.transport import pick_headers
+from monitor.transport import header_names, pick_headers
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -71,8 +71,8 @@ _CONNECTION_OPTIONS: Final = frozenset({b"keep-alive", b"close", b""})
 PROXIED_PREFIXES: Final = ("/openai/", "/anthropic/")
 PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 #: Headers the gateway itself reads from a client's request.
-_CLIENT_HEADERS: Final = frozenset(
-    {GATEWAY_TOKEN_HEADER.encode(), b"proxy-authorization", b"authorization", b"x-api-key"}
+_CLIENT_HEADERS: Final = header_names(
+    GATEWAY_TOKEN_HEADER, "proxy-authorization", "authorization", "x-api-key"
 )
 _METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
 #: Upstream URLs kept parsed, by path and query (a gateway sees few distinct ones).

@@ -492,3 +492,42 @@ def test_a_transport_that_hands_over_bodies_already_read(captured: CapturedCalls
     record = captured.only()
     assert (record.input_tokens, record.output_tokens, record.total_tokens) == (3, 1, 4)
     assert record.error_type is None and record.usage_source == "reported"
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_a_stream_request_rewritten_to_ask_for_usage_keeps_the_callers_headers(
+    module: str, captured: CapturedCalls
+) -> None:
+    """The upstream gets the caller's headers in their order, Content-Length the new body's;
+    the caller's own request is left as it was."""
+    http = __import__(module)
+    sent: list[Any] = []
+
+    def answer(request: Any) -> Any:
+        sent.append(request)
+        return http.Response(
+            200, content=b"data: [DONE]\n\n", headers={"content-type": "text/event-stream"}
+        )
+
+    client = monitor.instrument(
+        http.Client(transport=http.MockTransport(answer)), recorder=captured
+    )
+    with client:
+        response = client.post(
+            "http://longcat.test/openai/v1/chat/completions",
+            json={"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True},
+            headers={"authorization": f"Bearer {KEY}", "x-trace": "1"},
+        )
+    (upstream,) = sent
+    caller = response.request
+    assert b'"include_usage":true' in upstream.content
+    assert b"include_usage" not in caller.content
+    assert caller.headers["content-length"] == str(len(caller.content))
+    assert upstream.headers.get_list("content-length") == [str(len(upstream.content))]
+    assert [
+        (name, value) for name, value in upstream.headers.items() if name != "content-length"
+    ] == [(name, value) for name, value in caller.headers.items() if name != "content-length"]
+    assert list(upstream.headers.keys()) == list(caller.headers.keys())
+    assert upstream.headers.raw[list(upstream.headers.keys()).index("content-length")][0] == (
+        b"Content-Length"
+    )
