@@ -390,7 +390,7 @@ def body_facts(
         usage = _usage_from_tail(api, body)
         if usage is not None or truncated:
             model = None if truncated else _MODEL_FIELD.search(body)
-            return BodyFacts(usage, model.group(1).decode() if model else None)
+            return BodyFacts(usage, model.group(1).decode("utf-8", "replace") if model else None)
     parsed: Any = None
     if body and not truncated:
         try:

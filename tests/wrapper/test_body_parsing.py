@@ -83,6 +83,14 @@ def test_openai_body_usage_and_model() -> None:
     assert facts.usage.source == "reported" and facts.error is None
 
 
+def test_a_model_name_that_is_not_utf8_keeps_the_usage() -> None:
+    # The usage is what the quota needs; a model name the upstream garbled must not cost it.
+    body = BODY.replace(b"LongCat-Flash-Chat", b"LongCat-\xff\xfe")
+    facts = body_facts("openai", 200, body)
+    assert facts.usage is not None and facts.usage.total_tokens == 2012
+    assert facts.model == "LongCat-\ufffd\ufffd"
+
+
 def test_anthropic_body_counts_cache_tokens_as_input() -> None:
     body = json.dumps(
         {
