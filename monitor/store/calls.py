@@ -36,7 +36,7 @@ from monitor.store.models import ERROR_MESSAGE_CHARS, KEY_HINT_CHARS
 #: The CallRecord fields, in order; each is a column of ``api_calls`` of the same name.
 RECORD_FIELDS: Final = tuple(f.name for f in dataclasses.fields(CallRecord))
 #: The fields ``driver_rows`` converts on the way, and the ones it passes as they are.
-_CONVERTED: Final = ("started_at", "labels", "error_message", "key_hint")
+_CONVERTED: Final = ("started_at", "labels", "error_message", "key_hint", "stream")
 _AS_THEY_ARE: Final = tuple(f for f in RECORD_FIELDS if f not in _CONVERTED)
 #: The columns of a row ``driver_rows`` builds, in its order.
 COLUMNS: Final = (*_AS_THEY_ARE, *_CONVERTED, "host")
@@ -140,11 +140,15 @@ def _postgres_labels(labels: dict[str, str]) -> Jsonb:
     return Jsonb(json.dumps(labels), dumps=str)
 
 
-#: Per dialect: how a timestamp and the labels are sent to the driver: labels as JSON text to
-#: SQLite, as ``jsonb`` (already encoded) to Postgres.
-CONVERTERS: Final[dict[str, tuple[Callable[[datetime], Any], Callable[[Any], Any]]]] = {
-    "sqlite": (_sqlite_time, json.dumps),
-    "postgresql": (_postgres_time, _postgres_labels),
+#: Per dialect: how a timestamp, the labels and the stream flag are sent to the driver: labels
+#: as JSON text to SQLite, as ``jsonb`` (already encoded) to Postgres; the flag as 0/1 to SQLite
+#: (what SQLAlchemy's Boolean stores there; sqlite3 binds a ``bool`` only after a failed
+#: adapter lookup, which costs about as much as binding three other values).
+CONVERTERS: Final[
+    dict[str, tuple[Callable[[datetime], Any], Callable[[Any], Any], Callable[[bool], Any]]]
+] = {
+    "sqlite": (_sqlite_time, json.dumps, int),
+    "postgresql": (_postgres_time, _postgres_labels, bool),
 }
 
 
@@ -155,7 +159,7 @@ def driver_rows(dialect: str, records: Sequence[CallRecord], host: str) -> list[
     dropped from ``error_message`` (Postgres text cannot hold them).
     """
     try:
-        time_of, labels_of = CONVERTERS[dialect]
+        time_of, labels_of, flag_of = CONVERTERS[dialect]
     except KeyError:
         raise NotImplementedError(f"no call-record insert for the {dialect} dialect") from None
     # Most records of a batch carry no labels or the same few sets: encode each set once.
@@ -179,7 +183,17 @@ def driver_rows(dialect: str, records: Sequence[CallRecord], host: str) -> list[
         if hint is not None and len(hint) > KEY_HINT_CHARS:
             hint = hint[-KEY_HINT_CHARS:]
         as_they_are = _values_as_they_are(record)
-        append((*as_they_are, time_of(record.started_at), text, message, hint, host))
+        append(
+            (
+                *as_they_are,
+                time_of(record.started_at),
+                text,
+                message,
+                hint,
+                flag_of(record.stream),
+                host,
+            )
+        )
     return rows
 
 

@@ -386,7 +386,7 @@ def write_hourly(
     With ``whole_hours`` (``groups`` then holds every group of those hours, and only those),
     the hours' rows are replaced instead, which costs less than an upsert.
     """
-    time_of, _ = CONVERTERS[conn.dialect.name]
+    time_of = CONVERTERS[conn.dialect.name][0]
     json_of = _json_of(conn)
     stamp = time_of(now)
     rows = [
@@ -432,7 +432,7 @@ def write_daily(
     conn: Connection, days: Iterable[tuple[str, date, Totals, int]], *, now: datetime
 ) -> int:
     """Upsert ``daily_usage`` rows from ``(key_id, day, totals, quota)``; rows written."""
-    time_of, _ = CONVERTERS[conn.dialect.name]
+    time_of = CONVERTERS[conn.dialect.name][0]
     json_of = _json_of(conn)
     stamp = time_of(now)
     sqlite = conn.dialect.name == "sqlite"
