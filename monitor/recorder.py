@@ -49,6 +49,8 @@ from monitor.store.calls import insert_calls
 from monitor.store.engine import (
     SchemaNotCurrentError,
     check_schema,
+    checkpoint_sqlite,
+    defer_sqlite_checkpoints,
     make_engine,
     upgrade_sqlite_on_first_use,
 )
@@ -64,7 +66,11 @@ SCHEMA_RECHECK_INTERVAL_S: Final = 60.0
 
 
 class Sink(Protocol):
-    """Where batches go: ``write`` stores the whole batch or raises. Called from one thread."""
+    """Where batches go: ``write`` stores the whole batch or raises. Called from one thread.
+
+    A sink may also have ``idle()``, called when the queue has been emptied (housekeeping that
+    can wait for a quiet moment), and ``close()``, called at shutdown.
+    """
 
     def write(self, batch: Sequence[CallRecord]) -> None: ...
 
@@ -102,6 +108,7 @@ class SqlSink:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = make_engine(self.url)
+            defer_sqlite_checkpoints(self._engine)
         return self._engine
 
     def write(self, batch: Sequence[CallRecord]) -> None:
@@ -109,6 +116,13 @@ class SqlSink:
             self._prepare_schema()
         with self.engine.begin() as conn:
             insert_calls(conn, batch)
+        self._checkpoint_due = True
+
+    def idle(self) -> None:
+        """Checkpoint the SQLite WAL if anything was written since the last time."""
+        if self._checkpoint_due:
+            self._checkpoint_due = False
+            checkpoint_sqlite(self.engine)
 
     def _prepare_schema(self) -> None:
         now = time.monotonic()
@@ -352,6 +366,14 @@ class Recorder:
                     self._replay()
             if stopping:
                 return
+            if not self._queue:
+                self._idle()
+
+    def _idle(self) -> None:
+        idle = getattr(self.sink, "idle", None)
+        if callable(idle) and not self._database_resting():
+            with swallow("checkpointing the call-record database"):
+                idle()
 
     def _database_resting(self) -> bool:
         return self.spool is not None and time.monotonic() < self._retry_at

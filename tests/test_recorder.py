@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -224,6 +225,48 @@ def test_sql_sink_writes_to_the_database(
         recorder.submit(make_call_record())
     assert recorder.flush(timeout=30)
     assert count_rows(database_url) == 250
+
+
+def _database_file_bytes(sqlite_url: str) -> int:
+    """The size of the database file itself (what has been checkpointed out of the WAL)."""
+    return Path(sqlite_url.removeprefix("sqlite:///")).stat().st_size
+
+
+def test_sqlite_sink_checkpoints_when_idle_not_in_a_burst(
+    sqlite_url: str, make_call_record: MakeRecord
+) -> None:
+    """A burst goes to the WAL only (more than SQLite's own 1,000-page trigger, which would
+    copy pages into the database mid-burst); the copy is made once the writer is idle."""
+    sink = SqlSink(sqlite_url)
+    try:
+        sink.write([make_call_record()])
+        sink.idle()
+        before = _database_file_bytes(sqlite_url)
+        message = "x" * 400  # ~12 MB of rows and index entries in all
+        for _ in range(12):
+            sink.write([make_call_record(error_message=message) for _ in range(2_000)])
+        assert _database_file_bytes(sqlite_url) == before
+        sink.idle()
+        assert _database_file_bytes(sqlite_url) > before + 8_000_000
+        assert count_rows(sqlite_url) == 24_001
+    finally:
+        sink.close()
+
+
+def test_recorder_lets_the_sink_checkpoint_once_the_queue_is_empty(
+    sqlite_url: str, recorders: list[Recorder], make_call_record: MakeRecord
+) -> None:
+    recorder = Recorder(SqlSink(sqlite_url), batch_size=500, flush_interval_s=0.02)
+    recorders.append(recorder)
+    before = _database_file_bytes(sqlite_url)
+    for _ in range(3_000):
+        recorder.submit(make_call_record(error_message="x" * 400))
+    assert recorder.flush(timeout=30)
+    deadline = time.monotonic() + 15
+    while _database_file_bytes(sqlite_url) < before + 1_000_000:
+        assert time.monotonic() < deadline, "the WAL was never checkpointed"
+        time.sleep(0.02)
+    assert count_rows(sqlite_url) == 3_000
 
 
 def test_sqlite_default_database_upgrades_itself(

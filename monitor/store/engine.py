@@ -24,6 +24,10 @@ from sqlalchemy.pool import StaticPool
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 #: Page cache per connection (KiB): the random event_id index outgrows the 2 MB default fast.
 SQLITE_CACHE_KIB: Final = 32_768
+#: WAL pages a call-record writer lets pile up before it checkpoints in the middle of a burst
+#: (SQLite's own default is 1,000 pages, 4 MB): a writer checkpoints when it is idle instead,
+#: so a burst of calls is not slowed by copying pages into the database and syncing it.
+SQLITE_WRITER_WAL_PAGES: Final = 8192
 #: How long a process waits for another one to finish the first-use SQLite upgrade.
 SQLITE_UPGRADE_LOCK_TIMEOUT_S: Final = 120.0
 POSTGRES_POOL_SIZE: Final = 5
@@ -126,6 +130,27 @@ def _make_sqlite_engine(url: URL, **options: Any) -> Engine:
             cursor.close()
 
     return engine
+
+
+def defer_sqlite_checkpoints(engine: Engine, pages: int = SQLITE_WRITER_WAL_PAGES) -> None:
+    """Let the WAL of ``engine``'s SQLite connections grow to ``pages`` before a commit
+    checkpoints it; the owner calls :func:`checkpoint_sqlite` when it has time. No-op elsewhere.
+    """
+    if sqlite_path(engine) is None:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _defer(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """Copy what the WAL holds into an SQLite database file, without waiting on other
+    connections (a ``PASSIVE`` checkpoint: pages a reader still needs are left for later)."""
+    if sqlite_path(engine) is None:
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").close()
 
 
 def sqlite_path(engine: Engine) -> Path | None:
