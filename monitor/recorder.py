@@ -65,6 +65,13 @@ DEFAULT_RETRY_INTERVAL_S: Final = 5.0
 SCHEMA_RECHECK_INTERVAL_S: Final = 60.0
 
 
+#: SQLite: the writer checkpoints the WAL when idle once this many records were written since
+#: the last checkpoint (about SQLite's own 1,000-page trigger), or once the oldest of them is
+#: ``IDLE_CHECKPOINT_INTERVAL_S`` old, so a quiet app syncs its few calls too.
+IDLE_CHECKPOINT_RECORDS: Final = 2_000
+IDLE_CHECKPOINT_INTERVAL_S: Final = 30.0
+
+
 class Sink(Protocol):
     """Where batches go: ``write`` stores the whole batch or raises. Called from one thread.
 
@@ -94,6 +101,9 @@ class SqlSink:
     processes). A Postgres database is only checked: when its schema is missing or old, every
     write raises :class:`SchemaNotCurrentError` saying to run ``longcat-monitor db upgrade``,
     and the check is repeated every ``SCHEMA_RECHECK_INTERVAL_S`` until it passes.
+
+    On SQLite the WAL is checkpointed in :meth:`idle`, once the recorder's queue is empty,
+    rather than by whichever commit of a burst crosses SQLite's 1,000 pages.
     """
 
     def __init__(self, url: str) -> None:
@@ -102,6 +112,9 @@ class SqlSink:
         self._schema_ok = False
         self._schema_problem: str | None = None
         self._checked_at = 0.0
+        #: records written since the last checkpoint, and when the first of them was
+        self._unchecked = 0
+        self._unchecked_since = 0.0
         _fork_aware.add(self)
 
     @property
@@ -116,12 +129,17 @@ class SqlSink:
             self._prepare_schema()
         with self.engine.begin() as conn:
             insert_calls(conn, batch)
-        self._checkpoint_due = True
+        if not self._unchecked:
+            self._unchecked_since = time.monotonic()
+        self._unchecked += len(batch)
 
     def idle(self) -> None:
-        """Checkpoint the SQLite WAL if anything was written since the last time."""
-        if self._checkpoint_due:
-            self._checkpoint_due = False
+        """Checkpoint the SQLite WAL when enough was written since the last time, or long ago."""
+        if self._unchecked and (
+            self._unchecked >= IDLE_CHECKPOINT_RECORDS
+            or time.monotonic() - self._unchecked_since >= IDLE_CHECKPOINT_INTERVAL_S
+        ):
+            self._unchecked = 0
             checkpoint_sqlite(self.engine)
 
     def _prepare_schema(self) -> None:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 import monitor
+import monitor.recorder as recorder_module
 from monitor.recorder import (
     InMemorySink,
     Recorder,
@@ -249,6 +250,24 @@ def test_sqlite_sink_checkpoints_when_idle_not_in_a_burst(
         sink.idle()
         assert _database_file_bytes(sqlite_url) > before + 8_000_000
         assert count_rows(sqlite_url) == 24_001
+    finally:
+        sink.close()
+
+
+def test_sqlite_sink_checkpoints_a_few_records_once_they_have_waited(
+    sqlite_url: str, make_call_record: MakeRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quiet app's few calls are not checkpointed at every idle moment (two syncs each
+    time), nor left unsynced in the WAL for good."""
+    sink = SqlSink(sqlite_url)
+    try:
+        before = _database_file_bytes(sqlite_url)
+        sink.write([make_call_record(error_message="x" * 400) for _ in range(300)])
+        sink.idle()
+        assert _database_file_bytes(sqlite_url) == before
+        monkeypatch.setattr(recorder_module, "IDLE_CHECKPOINT_INTERVAL_S", 0.0)
+        sink.idle()
+        assert _database_file_bytes(sqlite_url) > before
     finally:
         sink.close()
 
