@@ -5,12 +5,17 @@ then flushed; the figure is records / wall seconds until the flush returns. Base
 run, same rows, same batch size, one transaction per batch: the driver's own ``executemany`` of
 the same ``INSERT … ON CONFLICT DO NOTHING`` (sqlite3 / psycopg), and on Postgres a bare ``COPY``
 (no conflict check: an upper bound, not exactly-once). SQLite: a file in a temporary folder;
-Postgres: a throwaway database, dropped at the end.
+Postgres: a throwaway database, dropped at the end. ``--baseline-tree DIR`` adds Recorder +
+SqlSink on SQLite from another checkout (``git archive REV | tar -x -C DIR``) and from this one,
+each in its own process, the two taking turns, so both see the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -138,6 +143,55 @@ def postgres_copy(dsn: str, rows: list[tuple[Any, ...]], batch: int) -> float:
         return len(rows) / (time.perf_counter() - begin)
 
 
+#: One Recorder + SqlSink run on a fresh SQLite file, in the process of a source tree: the
+#: names it imports are in every tree of this benchmark.
+TURN_CODE = """
+import sys, tempfile
+from pathlib import Path
+from bench.recorder_throughput import fresh, records, through_recorder
+from monitor.store.engine import make_engine, upgrade
+n, batch = int(sys.argv[1]), int(sys.argv[2])
+with tempfile.TemporaryDirectory() as tmp:
+    url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    print(through_recorder(url, fresh(records(n)), batch))
+"""
+
+
+def sqlite_turn(tree: Path, n: int, batch: int) -> float:
+    """Records/s of Recorder + SqlSink on SQLite, with ``monitor`` imported from ``tree``."""
+    done = subprocess.run(
+        [sys.executable, "-c", TURN_CODE, str(n), str(batch)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
+def compare_trees(baseline: Path, n: int, batch: int, rounds: int) -> list[list[str]]:
+    """Rows of the baseline tree's and this tree's runs, taking turns ``rounds`` times."""
+    here = Path(__file__).resolve().parent.parent
+    runs: dict[Path, list[float]] = {baseline: [], here: []}
+    for _ in range(rounds):
+        for tree, rates in runs.items():
+            rates.append(sqlite_turn(tree, n, batch))
+    base = median(runs[baseline])
+    return [
+        [
+            label,
+            f"{min(rates):,.0f} to {max(rates):,.0f}",
+            f"{median(rates):,.0f}",
+            f"{median(rates) / base:.2f}x",
+        ]
+        for label, rates in ((f"baseline {baseline}", runs[baseline]), ("this tree", runs[here]))
+    ]
+
+
 def measure(rounds: int, fn: Callable[..., float]) -> float:
     return median([fn() for _ in range(rounds)])
 
@@ -207,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="median of this many")
     parser.add_argument("--postgres", default="lcm_bench_recorder", help="throwaway database")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="another checkout's Recorder + SqlSink on SQLite too"
+    )
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     out: list[list[str]] = []
@@ -230,6 +287,14 @@ def main(argv: list[str] | None = None) -> None:
         ["database", "batch", "writer", "records/s", "vs baseline", "vs target"],
         out,
     )
+    if args.baseline_tree is not None:
+        batch = batches[-1]
+        print_table(
+            f"Recorder + SqlSink on SQLite, two trees taking turns {args.rounds} times, "
+            f"batch {batch:,}, {args.records:,} records",
+            ["tree", "records/s", "median", "vs baseline tree"],
+            compare_trees(args.baseline_tree.resolve(), args.records, batch, args.rounds),
+        )
 
 
 if __name__ == "__main__":
