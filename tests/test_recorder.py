@@ -240,8 +240,7 @@ def test_sqlite_sink_checkpoints_when_idle_not_in_a_burst(
     copy pages into the database mid-burst); the copy is made once the writer is idle."""
     sink = SqlSink(sqlite_url)
     try:
-        sink.write([make_call_record()])
-        sink.idle()
+        sink.write([make_call_record()])  # schema check and connection, before the burst
         before = _database_file_bytes(sqlite_url)
         message = "x" * 400  # ~12 MB of rows and index entries in all
         for _ in range(12):
