@@ -152,16 +152,26 @@ def test_keys_via_bearer_missing_and_revoked(simulator: RunningSimulator) -> Non
         revoked.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
 
 
-def test_cut_stream_surfaces_as_remote_protocol_error(client: anthropic.Anthropic) -> None:
-    # Unlike openai's, the anthropic SDK lets the transport's error through mid-stream.
+def test_cut_stream_ends_in_a_connection_error_after_some_content(
+    client: anthropic.Anthropic,
+) -> None:
+    # anthropic up to 2.16 let the transport's RemoteProtocolError through mid-stream; from 2.17
+    # it wraps it in APIConnectionError. Either way the caller sees a broken connection caused by
+    # the server closing the body early, after some content and before message_stop.
     stream = client.messages.create(
         model=MODEL, max_tokens=256, messages=MESSAGES, stream=True,
         extra_headers=fault("cut_stream"),
     )
     kinds: list[str] = []
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises((anthropic.APIConnectionError, httpx2.RemoteProtocolError)) as caught:
         for event in stream:
             kinds.append(event.type)
+    causes: list[BaseException] = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    assert any(isinstance(c, httpx2.RemoteProtocolError) for c in causes)
     assert "content_block_delta" in kinds
     assert "message_stop" not in kinds
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 from capture import CapturedCalls
 
 import monitor
-from monitor.fingerprint import key_id
+from monitor.capture.fingerprint import key_id
 from monitor.simulator import RunningSimulator
 
 KEY = "sk-longcat-test-0123456789abcdef-WXYZ"
@@ -285,6 +286,32 @@ def test_a_stream_cut_midway_is_interrupted_with_the_tokens_seen(
     assert record.status_code == 200
     assert record.error_type == "stream_interrupted"
     assert seen and record.output_tokens is not None and record.output_tokens > 0
+    assert record.usage_source == "estimated"
+
+
+def test_an_anthropic_stream_cut_midway_is_interrupted_with_the_tokens_seen(
+    sim: RunningSimulator, captured: CapturedCalls
+) -> None:
+    # Whichever error the SDK version raises for the cut (the transport's own, or from anthropic
+    # 2.17 on an APIConnectionError around it), the record is the same.
+    client = anthropic_client(sim, captured)
+    seen = ""
+    with (
+        pytest.raises((anthropic.APIConnectionError, httpx2.TransportError)),
+        client.messages.stream(
+            model="LongCat-2.0",
+            max_tokens=200,
+            messages=MESSAGES,
+            extra_headers={"x-simulate-fault": "cut_stream"},
+        ) as stream,
+    ):
+        for text in stream.text_stream:
+            seen += text
+    record = captured.only()
+    assert record.status_code == 200
+    assert record.error_type == "stream_interrupted"
+    assert seen and record.output_tokens is not None and record.output_tokens > 0
+    assert record.input_tokens is not None and record.input_tokens > 0
     assert record.usage_source == "estimated"
 
 
