@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from smtp_server import SmtpServer, running_smtp_server
 from sqlalchemy import Engine, update
 
 from monitor.alerts.delivery import DeliveryError, Email
+from monitor.capture.fingerprint import key_hint, key_id
 from monitor.config import Settings, load_settings
-from monitor.fingerprint import key_hint, key_id
-from monitor.jobs import JobPolicy, run_tick
+from monitor.ledger.jobs import JobPolicy, run_tick
 from monitor.records import CallRecord
 from monitor.store.alerts import RetryPolicy, ledger_rows, recent_alerts
 from monitor.store.calls import insert_calls
@@ -310,12 +311,7 @@ def test_ledger_columns_round_trip(engine: Engine, smtp: SmtpServer) -> None:
     assert row.subject.startswith("[LongCat monitor]") and "<table" in row.body_html
 
 
-def test_tick_command_end_to_end(
-    sqlite_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from click.testing import CliRunner
-
-    from monitor.cli import cli
+def _env_for_cli(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, smtp: SmtpServer) -> None:
     from monitor.config import get_settings
 
     for name, value in {
@@ -326,26 +322,81 @@ def test_tick_command_end_to_end(
     }.items():
         monkeypatch.setenv("MONITOR_" + name, value)
     get_settings.cache_clear()
+
+
+def _tick(expect_exit: int = 0) -> str:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    result = CliRunner().invoke(cli, ["tick"])
+    assert result.exit_code == expect_exit, result.output
+    return result.output
+
+
+def _quota_mails(smtp: SmtpServer) -> list[str]:
+    return [m.subject for m in smtp.received if "of its daily quota" in m.subject]
+
+
+def test_tick_command_end_to_end(
+    sqlite_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.config import get_settings
+
+    _env_for_cli(monkeypatch, sqlite_url, smtp)
     engine = make_engine(sqlite_url)
     upgrade(engine)
-    now = datetime.now(UTC)
-    # 260,000 tokens over the last 20 minutes: over 50 %, spread evenly (no forecast before
-    # the reset unless the reset is hours away, hence the filter below).
+    # The clock is pinned at 14:00 Beijing time, whatever hour the suite runs at: 260,000 tokens
+    # over the last 20 minutes are over 50 % of today's quota (and, 10 hours before the reset,
+    # spread evenly, no forecast).
+    now = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)
     insert(engine, calls(now - timedelta(minutes=20), 26, 10_000))
     engine.dispose()
     try:
-        runner = CliRunner()
-        first = runner.invoke(cli, ["tick"])
-        assert first.exit_code == 0, first.output
-        assert "alerts" in first.output and first.output.count("\n") == 1
-        quota_mails = [m for m in smtp.received if "of its daily quota" in m.subject]
-        assert [m.subject for m in quota_mails] == [
-            "[LongCat monitor] unnamed key …9f3c passed 50% of its daily quota"
-        ]
-        count = len(smtp.received)
-        second = runner.invoke(cli, ["tick"])
-        assert second.exit_code == 0, second.output
-        assert "e-mails 0 sent" in second.output
+        with time_machine.travel(now, tick=True):
+            first = _tick()
+            assert "alerts" in first and first.count("\n") == 1
+            assert _quota_mails(smtp) == [
+                "[LongCat monitor] unnamed key …9f3c passed 50% of its daily quota"
+            ]
+            count = len(smtp.received)
+            second = _tick()
+        assert "e-mails 0 sent" in second
         assert len(smtp.received) == count
     finally:
+        get_settings.cache_clear()
+
+
+def test_tick_across_midnight_beijing_time_starts_a_new_quota_day(
+    sqlite_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls just before 00:00 Beijing time (16:00 UTC) count toward the day that is ending; a
+    tick just after midnight starts the new day from zero and alerts nothing for it."""
+    from monitor.config import get_settings
+    from monitor.store.key_usage import daily_rows
+
+    _env_for_cli(monkeypatch, sqlite_url, smtp)
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    before_midnight = datetime(2026, 3, 10, 15, 55, tzinfo=UTC)  # 23:55 Beijing, 10 March
+    insert(engine, calls(before_midnight - timedelta(minutes=15), 26, 10_000))
+    try:
+        with time_machine.travel(before_midnight, tick=True):
+            _tick()
+        assert _quota_mails(smtp) == [
+            "[LongCat monitor] unnamed key …9f3c passed 50% of its daily quota"
+        ]
+        after_midnight = datetime(2026, 3, 10, 16, 5, tzinfo=UTC)  # 00:05 Beijing, 11 March
+        # The last calls of the old day arrive just before midnight, the first of the new one
+        # just after it.
+        insert(engine, calls(datetime(2026, 3, 10, 15, 59, 59, tzinfo=UTC), 1, 10_000))
+        insert(engine, calls(datetime(2026, 3, 10, 16, 0, tzinfo=UTC), 3, 10_000))
+        with time_machine.travel(after_midnight, tick=True):
+            _tick()
+        assert len(_quota_mails(smtp)) == 1  # nothing for the new day: 30,000 of 500,000
+        with engine.connect() as conn:
+            days = {(row.day.isoformat(), row.total_tokens) for row in daily_rows(conn, KEY)}
+        assert days == {("2026-03-10", 270_000), ("2026-03-11", 30_000)}
+    finally:
+        engine.dispose()
         get_settings.cache_clear()
