@@ -20,10 +20,10 @@ from sqlalchemy import Connection, text
 from bench.common import machine, print_table
 from bench.rollup import ADMIN, count_calls, generate
 from monitor.config import load_settings
+from monitor.ledger.quota_day import day_start, quota_day
+from monitor.ledger.rollup import run_rollup
 from monitor.queries import errors_latency, series, tables, today
 from monitor.queries import filters as f
-from monitor.quota_day import day_start, quota_day
-from monitor.rollup import run_rollup
 from monitor.store.engine import make_engine, upgrade
 from monitor.store.partitions import create_day_partition
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx2
 
 from bench.common import free_port, machine, median, simulator_process, wait_for_port
-from monitor.rollup import percentile
+from monitor.ledger.totals import percentile
 
 KEY = "sk-bench-gateway-0000000000000000"
 MESSAGES = [{"role": "user", "content": "Say something short."}]

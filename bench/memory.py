@@ -19,7 +19,8 @@ import httpx2
 
 import monitor
 from bench.common import machine, print_table
-from monitor.recorder import Recorder, SqlSink, set_recorder
+from monitor.recording.recorder import Recorder, set_recorder
+from monitor.recording.sql_sink import SqlSink
 
 KEY = "sk-bench-memory-000000000000-MEMO"
 BODY = json.dumps(

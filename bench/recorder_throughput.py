@@ -26,7 +26,8 @@ from typing import Any
 import psycopg
 
 from bench.common import machine, median, print_table
-from monitor.recorder import Recorder, SqlSink
+from monitor.recording.recorder import Recorder
+from monitor.recording.sql_sink import SqlSink
 from monitor.records import CallRecord, new_event_id
 from monitor.store import calls
 from monitor.store.engine import make_engine, upgrade

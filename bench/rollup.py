@@ -27,8 +27,8 @@ from sqlalchemy import Engine, event, text
 
 from bench.common import machine, print_table
 from monitor.config import load_settings
-from monitor.quota_day import day_bounds
-from monitor.rollup import run_rollup
+from monitor.ledger.quota_day import day_bounds
+from monitor.ledger.rollup import run_rollup
 from monitor.store.engine import make_engine, upgrade
 
 DAY = date(2026, 11, 20)

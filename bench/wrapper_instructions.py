@@ -70,7 +70,8 @@ def drive(tree: str | None, cases: list[tuple[str, str, str]], calls: int, round
 
     import monitor
     from bench.wrapper_overhead import async_calls, canned_upstream, sync_calls
-    from monitor.recorder import Recorder, SqlSink, set_recorder
+    from monitor.recording.recorder import Recorder, set_recorder
+    from monitor.recording.sql_sink import SqlSink
 
     segments: list[dict[str, Any]] = []
     clock = [time.process_time()]

@@ -23,7 +23,8 @@ import httpx2
 
 import monitor
 from bench.common import machine, median, print_table, simulator_process
-from monitor.recorder import Recorder, SqlSink, set_recorder
+from monitor.recording.recorder import Recorder, set_recorder
+from monitor.recording.sql_sink import SqlSink
 
 KEY = "sk-bench-0000000000000000-ABCD"
 MESSAGES = [{"role": "user", "content": "Give me three words about benchmarks."}]

@@ -6,15 +6,11 @@ hands over to the page chosen in the navigation (``dashboard/views/*.py``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-if __package__ in (None, ""):  # run by `streamlit run`: make `dashboard` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st
 
-from dashboard import common
+from monitor.dashboard import common
 from monitor.queries import DatabaseState, database_status
 
 RETRY_DATABASE_S = 15
@@ -47,7 +43,7 @@ here = Path(__file__).parent / "views"
 navigation = st.navigation(
     [
         st.Page(here / "today.py", title="Today", icon=":material/today:", default=True),
-        st.Page(here / "usage.py", title="Usage over time", icon=":material/bar_chart:"),
+        st.Page(here / "history.py", title="Usage over time", icon=":material/bar_chart:"),
         st.Page(here / "errors.py", title="Errors", icon=":material/error:"),
         st.Page(here / "latency.py", title="Latency", icon=":material/speed:"),
         st.Page(here / "alerts.py", title="Alerts", icon=":material/mail:"),

@@ -19,15 +19,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.ledger.quota_day import quota_day
 from monitor.queries import (
     DatabaseStatus,
     Filters,
+    StoreError,
     endpoint_choices,
     key_choices,
+    make_engine,
     model_choices,
 )
-from monitor.quota_day import quota_day
-from monitor.store.engine import StoreError, make_engine
 
 RANGES: Final = {"Today": 1, "7 days": 7, "30 days": 30, "90 days": 90}
 REFRESH_CHOICES: Final = {"off": None, "30 s": 30, "1 min": 60, "5 min": 300}

@@ -11,15 +11,15 @@ True
 
 from __future__ import annotations
 
+from monitor.capture.labels import current_labels, tags
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.instrument import NotInstrumentableError, instrument
-from monitor.labels import current_labels, tags
 from monitor.records import CallRecord
 
 
 def flush(timeout: float | None = None) -> bool:
     """Write every call recorded so far; True when all of it was written within ``timeout``."""
-    from monitor.recorder import flush as flush_recorder
+    from monitor.recording.recorder import flush as flush_recorder
 
     return flush_recorder(timeout)
 

@@ -6,12 +6,14 @@ A bad value raises :class:`ConfigError` whose message names the variable and wha
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 ENV_PREFIX: Final = "MONITOR_"
 DEFAULT_HOME: Final = Path.home() / ".longcat-monitor"
@@ -182,8 +184,6 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         """``MONITOR_SPOOL_PATH``, else the default spool directory of the database."""
-        from monitor.spool import default_spool_dir
-
         return self.spool_path or default_spool_dir(self.database_url, DEFAULT_HOME)
 
     @property
@@ -216,3 +216,23 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def default_spool_dir(database_url: str, home: Path) -> Path:
+    """Where the spool of ``database_url`` lives unless ``MONITOR_SPOOL_PATH`` says otherwise.
+
+    Next to an SQLite file (``monitor.db`` → ``monitor.db.spool/``); for any other database,
+    ``<home>/spool/<host-port-db>-<hash>/``, so records are only ever replayed into the
+    database that refused them.
+
+    >>> default_spool_dir("sqlite:////data/monitor.db", Path("/home/me/.longcat-monitor"))
+    PosixPath('/data/monitor.db.spool')
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(str(url.database) + ".spool")
+    text = f"{url.get_backend_name()}://{url.username}@{url.host}:{url.port}/{url.database}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    label = "-".join(str(p) for p in (url.host, url.port, url.database) if p)
+    label = "".join(c if c.isalnum() or c in "._-" else "_" for c in label)[:60]
+    return home / "spool" / f"{label or 'db'}-{digest}"

@@ -7,10 +7,10 @@ import types
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from monitor.capture.transport import AsyncMonitoredTransport, CallStarter, MonitoredTransport
 from monitor.config import get_settings
 from monitor.records import CallRecord
 from monitor.safety import swallow
-from monitor.transport import AsyncMonitoredTransport, CallStarter, MonitoredTransport
 
 ClientT = TypeVar("ClientT")
 HTTP_MODULES = ("httpx", "httpx2")
@@ -35,14 +35,14 @@ def _http_module_of(client: Any) -> types.ModuleType | None:
 
 
 def _default_submit(record: CallRecord) -> None:
-    from monitor.recorder import get_recorder
+    from monitor.recording.recorder import get_recorder
 
     get_recorder().submit(record)
 
 
 def _start_default_recorder() -> None:
     """Start the writer now, so a spool an earlier run left behind is replayed right away."""
-    from monitor.recorder import get_recorder
+    from monitor.recording.recorder import get_recorder
 
     with swallow("starting the call-record writer"):
         get_recorder().start()

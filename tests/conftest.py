@@ -34,7 +34,7 @@ from psycopg import sql
 from monitor import config as monitor_config
 from monitor import safety
 from monitor.config import get_settings
-from monitor.recorder import InMemorySink, Recorder, set_recorder
+from monitor.recording.recorder import InMemorySink, Recorder, set_recorder
 from monitor.records import CallRecord
 from monitor.store.engine import make_engine, upgrade
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, inspect, select, text
 
+from monitor.capture.fingerprint import key_id
 from monitor.cli import cli, looks_like_api_key
 from monitor.config import get_settings
-from monitor.fingerprint import key_id
-from monitor.quota_day import quota_day
+from monitor.ledger.quota_day import quota_day
 from monitor.records import CallRecord
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from monitor.histogram import BUCKETS, bucket_bounds, bucket_of, histogram_of, percentile_of
-from monitor.rollup import percentile
+from monitor.ledger.histogram import BUCKETS, bucket_bounds, bucket_of, histogram_of, percentile_of
+from monitor.ledger.totals import percentile
 
 
 def test_buckets_cover_one_millisecond_to_minutes() -> None:

@@ -19,14 +19,20 @@ import pytest
 from sqlalchemy import Engine
 
 from monitor.config import Settings, load_settings
-from monitor.metrics import CONTENT_TYPE, METRICS, PREFIX, MetricsServer, start_metrics_server
-from monitor.quota_day import quota_day
+from monitor.ledger.metrics import (
+    CONTENT_TYPE,
+    METRICS,
+    PREFIX,
+    MetricsServer,
+    start_metrics_server,
+)
+from monitor.ledger.quota_day import quota_day
+from monitor.ledger.rollup import run_rollup
 from monitor.records import CallRecord
-from monitor.rollup import run_rollup
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
+from monitor.store.key_usage import key_usage_for_day
 from monitor.store.keys import add_key
-from monitor.store.usage import key_usage_for_day
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = (sys.executable, "-c", "from monitor.cli import main; main()")

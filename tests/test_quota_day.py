@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.quota_day import (
+from monitor.ledger.quota_day import (
     day_bounds,
     day_end,
     day_start,

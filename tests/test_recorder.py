@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 import monitor
-import monitor.recorder as recorder_module
-from monitor.recorder import (
+import monitor.recording.sql_sink as sql_sink_module
+from monitor.recording.recorder import (
     InMemorySink,
     Recorder,
     SqlSink,
@@ -28,10 +28,11 @@ from monitor.store.models import ApiCall
 MakeRecord = Callable[..., CallRecord]
 
 
-class BlockingSink:
+class BlockingSink(InMemorySink):
     """A sink that holds the writer until released (a database that has stopped answering)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.release = threading.Event()
         self.entered = threading.Event()
         self.records: list[CallRecord] = []
@@ -42,8 +43,9 @@ class BlockingSink:
         self.records.extend(batch)
 
 
-class FailingSink:
+class FailingSink(InMemorySink):
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
 
     def write(self, batch: Sequence[CallRecord]) -> None:
@@ -264,7 +266,7 @@ def test_sqlite_sink_checkpoints_a_few_records_once_they_have_waited(
         sink.write([make_call_record(error_message="x" * 400) for _ in range(300)])
         sink.idle()
         assert _database_file_bytes(sqlite_url) == before
-        monkeypatch.setattr(recorder_module, "IDLE_CHECKPOINT_INTERVAL_S", 0.0)
+        monkeypatch.setattr(sql_sink_module, "IDLE_CHECKPOINT_INTERVAL_S", 0.0)
         sink.idle()
         assert _database_file_bytes(sqlite_url) > before
     finally:

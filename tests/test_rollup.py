@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.records import ERROR_TYPES, UNBILLED_ERROR_TYPES
-from monitor.rollup import (
+from monitor.ledger.totals import (
     CallFacts,
     billed_tokens,
     counts_toward_quota,
@@ -18,6 +17,7 @@ from monitor.rollup import (
     recompute_span,
     summarize,
 )
+from monitor.records import ERROR_TYPES, UNBILLED_ERROR_TYPES
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)

@@ -19,15 +19,15 @@ from sqlalchemy import Engine
 from test_jobs import KEY, T0, calls
 
 from monitor.config import load_settings
-from monitor.jobs import run_tick
-from monitor.records import CallRecord
-from monitor.scheduler import (
+from monitor.ledger.jobs import run_tick
+from monitor.ledger.scheduler import (
     LEADER_LOCK_ID,
     FileLeaderLock,
     LeaderRunner,
     PostgresLeaderLock,
     leader_lock_for,
 )
+from monitor.records import CallRecord
 from monitor.store.alerts import ledger_rows
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
@@ -84,7 +84,7 @@ def test_killed_leader_process_is_replaced(pg_engine: Engine) -> None:
             "-c",
             "import sys, time\n"
             "from monitor.store.engine import make_engine\n"
-            "from monitor.scheduler import PostgresLeaderLock\n"
+            "from monitor.ledger.scheduler import PostgresLeaderLock\n"
             f"lock = PostgresLeaderLock(make_engine({url!r}))\n"
             "print(lock.try_acquire(), flush=True)\n"
             "time.sleep(60)\n",

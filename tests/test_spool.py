@@ -11,26 +11,27 @@ from pathlib import Path
 import pytest
 from test_recorder import count_rows
 
-from monitor.config import DEFAULT_SPOOL_MAX_BYTES, ConfigError, load_settings
-from monitor.recorder import InMemorySink, Recorder, SqlSink
-from monitor.records import CallRecord
-from monitor.spool import (
+from monitor.config import DEFAULT_SPOOL_MAX_BYTES, ConfigError, default_spool_dir, load_settings
+from monitor.recording.recorder import InMemorySink, Recorder
+from monitor.recording.spool import (
     CorruptSpoolLineError,
     Spool,
     count_lines,
     decode_record,
-    default_spool_dir,
     encode_record,
     spool_files,
 )
+from monitor.recording.sql_sink import SqlSink
+from monitor.records import CallRecord
 
 MakeRecord = Callable[..., CallRecord]
 
 
-class SwitchableSink:
+class SwitchableSink(InMemorySink):
     """Fails while ``down`` is set (a database that stopped answering), else keeps records."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.down = True
         self.records: list[CallRecord] = []
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import common
 from monitor.alerts.delivery import DeliveryError, Email, SmtpSender
 from monitor.alerts.rules import (
     AUTH_BURST_MIN_401,
@@ -14,18 +13,10 @@ from monitor.alerts.rules import (
     ERROR_RATE_SHARE,
     ERROR_WINDOW,
 )
-from monitor.queries import alerts_overview
-from monitor.store import alerts as ledger
+from monitor.dashboard import common
+from monitor.queries import ALERT_STATUSES, RETRYING, SKIPPED, alerts_overview
 
-STATUS_ORDER = (
-    ledger.SENT,
-    ledger.PENDING,
-    ledger.SENDING,
-    ledger.RETRYING,
-    ledger.FAILED,
-    ledger.NO_RECIPIENTS,
-    ledger.SKIPPED,
-)
+STATUS_ORDER = ALERT_STATUSES
 SHOWN_BODIES = 10
 
 
@@ -61,7 +52,7 @@ def render(ctx: common.Context) -> None:
                 "attempts": r.attempts,
                 f"sent ({tz})": common.fmt_time(r.sent_at, ctx.tz, seconds=True),
                 f"next try ({tz})": common.fmt_time(r.next_attempt_at, ctx.tz, seconds=True)
-                if r.status == ledger.RETRYING
+                if r.status == RETRYING
                 else "",
                 "last error": r.last_error or "",
                 "recipients": ", ".join(r.recipients),
@@ -73,7 +64,7 @@ def render(ctx: common.Context) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     st.subheader("Latest e-mails")
     for row in overview.rows[:SHOWN_BODIES]:
-        if row.status == ledger.SKIPPED:
+        if row.status == SKIPPED:
             continue
         with st.expander(f"{row.subject} — {row.status}"):
             st.text(row.body_text)

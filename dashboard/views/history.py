@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from dashboard import common
+from monitor.dashboard import common
 from monitor.queries import (
     bucket_for,
     daily_key_tokens,

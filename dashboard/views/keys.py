@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import common
+from monitor.dashboard import common
+from monitor.ledger.quota_day import quota_day
 from monitor.queries import key_details
-from monitor.quota_day import quota_day
 
 
 def render(ctx: common.Context) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from dashboard import common
+from monitor.dashboard import common
 from monitor.queries import LatencyPoint, bucket_for, hourly_rows, latency_series, latency_summary
 
 PERCENTILES = {"p50": "latency_p50_ms", "p95": "latency_p95_ms", "p99": "latency_p99_ms"}

@@ -7,7 +7,7 @@ from datetime import timedelta
 import altair as alt
 import streamlit as st
 
-from dashboard import common
+from monitor.dashboard import common
 from monitor.queries import KeyToday, TodayOverview, today_overview
 
 HOUR = timedelta(hours=1)

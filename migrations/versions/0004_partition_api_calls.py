@@ -9,7 +9,7 @@ has both the same, so inserts stay exactly-once. ``id`` keeps its sequence.
 
 The DDL is written out here rather than imported from ``monitor`` so that this revision does the
 same thing whatever later code looks like. The scheduler keeps creating partitions ahead and drops
-old ones (``monitor.retention``).
+old ones (``monitor.ledger.retention``).
 
 Revision ID: 0004_partition_api_calls
 Revises: 0003_alerts

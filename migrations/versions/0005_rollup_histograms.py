@@ -2,7 +2,8 @@
 
 The rollup now aggregates in SQL and derives each quota day from its hourly rows; for that the
 hourly rows carry everything a day needs: reasoning tokens, and the latency and time-to-first-token
-histograms (54 integer columns each, :mod:`monitor.histogram`) with the exact minimum and maximum.
+histograms (54 integer columns each, :mod:`monitor.ledger.histogram`) with the exact minimum and
+maximum.
 Existing rows get zero counts; the next full recompute (or a tick reaching them) fills them in.
 
 Revision ID: 0005_rollup_histograms

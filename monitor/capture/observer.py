@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
-from monitor.decoding import IDENTITY, DecodeError, Decoder, decoder_for
+from monitor.capture.bodies import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
+from monitor.capture.decoding import IDENTITY, DecodeError, Decoder, decoder_for
+from monitor.capture.sse import SSEEvent, SSESplitter
+from monitor.capture.streams import StreamReader, null_usage_removed, reader_for, without_null_usage
 from monitor.records import CallRecord
 from monitor.safety import report_failure
-from monitor.sse import SSEEvent, SSESplitter
-from monitor.streams import StreamReader, null_usage_removed, reader_for, without_null_usage
-from monitor.usage import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
 
 BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
 BODY_TAIL_KEEP: Final = 64 * 1024
@@ -120,7 +120,7 @@ class CallObserver:
                 pending.append(chunk)
             else:
                 out = None
-                # bytes.find, not ``in``, and 13 (CR) as an int: see monitor.streams
+                # bytes.find, not ``in``, and 13 (CR) as an int: see monitor.capture.streams
                 if (
                     chunk.endswith(b"\n\n")
                     and 13 not in chunk

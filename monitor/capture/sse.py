@@ -43,7 +43,7 @@ class SSESplitter:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete (in order, covering every byte once)."""
-        if not self._buf and 13 not in chunk:  # CR as an int: see monitor.streams
+        if not self._buf and 13 not in chunk:  # CR as an int: see monitor.capture.streams
             end = len(chunk) - 2
             if end > 0 and chunk.find(b"\n\n") == end and chunk[0] != 0x0A:
                 return [self._block_event(chunk, 0, end)]  # the usual piece: one whole event

@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from monitor.sse import SSEEvent
-from monitor.usage import (
+from monitor.capture.bodies import (
     ErrorInfo,
     Usage,
     anthropic_usage,
@@ -22,6 +21,7 @@ from monitor.usage import (
     openai_usage,
     text_size,
 )
+from monitor.capture.sse import SSEEvent
 
 _OPENAI_USAGE: Final = re.compile(rb'"usage"\s*:\s*\{')
 _OPENAI_CONTENT: Final = re.compile(

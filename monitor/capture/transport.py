@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from monitor.fingerprint import key_from_headers, key_hint, key_id
-from monitor.labels import current_labels
-from monitor.observer import CallerDecodeError, CallObserver
+from monitor.capture.bodies import RequestFacts, api_for_path, request_facts, with_stream_usage
+from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
+from monitor.capture.labels import current_labels
+from monitor.capture.observer import CallerDecodeError, CallObserver
 from monitor.records import CallRecord
 from monitor.safety import report_failure
-from monitor.usage import RequestFacts, api_for_path, request_facts, with_stream_usage
 
 Submit = Callable[[CallRecord], None]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -20,9 +21,8 @@ STOP_TIMEOUT_S: Final = 10.0
 
 
 def app_path() -> Path:
-    """The dashboard's entry script, ``dashboard/app.py``."""
-    import dashboard
-
+    """The dashboard's entry script, ``dashboard/app.py`` (installed as ``monitor.dashboard``)."""
+    dashboard = importlib.import_module("monitor.dashboard")
     return Path(next(iter(dashboard.__path__))) / "app.py"
 
 

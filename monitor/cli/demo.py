@@ -22,9 +22,9 @@ from typing import Any, Final
 import click
 from sqlalchemy import Engine
 
+from monitor.cli.demo_traffic import DEMO_KEYS, HISTORY_DAYS, SdkTraffic, history
 from monitor.config import Settings, get_settings, load_settings
-from monitor.demo_traffic import DEMO_KEYS, HISTORY_DAYS, SdkTraffic, history
-from monitor.quota_day import quota_day
+from monitor.ledger.quota_day import quota_day
 
 #: Seconds between the live phase's rounds of calls and scheduler ticks.
 LIVE_INTERVAL_S: Final = 20.0
@@ -132,8 +132,8 @@ def drive(calls: list[tuple[str, Callable[[], object]]]) -> None:
 def seed(engine: Engine, settings: Settings, traffic: SdkTraffic) -> None:
     """Keys, history, today's SDK calls, then one rollup-and-alerts pass."""
     import monitor
-    from monitor.jobs import run_tick
-    from monitor.rollup import run_rollup
+    from monitor.ledger.jobs import run_tick
+    from monitor.ledger.rollup import run_rollup
 
     now = datetime.now(UTC)
     register_keys(engine, settings, now)
@@ -149,13 +149,13 @@ def seed(engine: Engine, settings: Settings, traffic: SdkTraffic) -> None:
 
 def run_demo(*, host: str, port: int, seed_only: bool) -> None:
     """The ``demo`` command (see the module docstring)."""
-    from monitor.dashboard_server import (
+    from monitor.cli.dashboard_server import (
         dashboard_url,
         start_dashboard,
         stop_process_group,
         wait_until_serving,
     )
-    from monitor.jobs import run_tick
+    from monitor.ledger.jobs import run_tick
     from monitor.simulator import RunningSimulator, SimulatorOptions
     from monitor.store.engine import describe_url
 
@@ -222,7 +222,7 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
             stop_process_group(dashboard)
         if traffic is not None:
             traffic.close()
-        from monitor.recorder import flush
+        from monitor.recording.recorder import flush
 
         flush(timeout=10)
         if engine is not None:

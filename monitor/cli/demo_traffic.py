@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Final
 
-from monitor.fingerprint import key_hint, key_id
-from monitor.quota_day import day_start, quota_day
+from monitor.capture.fingerprint import key_hint, key_id
+from monitor.ledger.quota_day import day_start, quota_day
 from monitor.records import CallRecord
 
 HISTORY_SOURCE: Final = "demo-history"

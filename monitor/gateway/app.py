@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 
-from monitor.fingerprint import key_from_headers, key_id
+from monitor.capture.fingerprint import key_from_headers, key_id
+from monitor.capture.transport import header_names, pick_headers
 from monitor.gateway.errors import (
     GATEWAY_TOKEN,
     METHOD_NOT_ALLOWED,
@@ -39,7 +40,6 @@ from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
 from monitor.records import CallRecord
 from monitor.safety import swallow
-from monitor.transport import header_names, pick_headers
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -118,7 +118,7 @@ class _GatewaySubmit:
 def _process_recorder() -> SupportsSubmit:
     """The process's recorder, its writer started now: the first call does not wait for it to be
     imported and built, and a spool an earlier run left behind is replayed right away."""
-    from monitor.recorder import get_recorder
+    from monitor.recording.recorder import get_recorder
 
     recorder = get_recorder()
     with swallow("starting the call-record writer"):

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from monitor.quota_day import next_reset, quota_day
+from monitor.ledger.quota_day import next_reset, quota_day
+from monitor.ledger.rollup import ROLLUP_NAME
+from monitor.ledger.totals import CallFacts, billed_tokens
 from monitor.records import CallRecord
-from monitor.rollup import ROLLUP_NAME, CallFacts, billed_tokens
 from monitor.safety import report_failure
 
 if TYPE_CHECKING:
@@ -163,7 +164,8 @@ class QuotaGuard:
 
     def _read(self, day: date) -> _Snapshot:
         from monitor.store.engine import make_engine
-        from monitor.store.usage import get_watermark, key_usage_for_day
+        from monitor.store.key_usage import key_usage_for_day
+        from monitor.store.watermarks import get_watermark
 
         if self._engine is None:
             self._engine = make_engine(self._settings.database_url)

@@ -35,13 +35,13 @@ from monitor.alerts.rules import (
     window_start,
 )
 from monitor.config import Settings
-from monitor.quota_day import day_end, day_start, quota_day
-from monitor.retention import StorageResult, maintain_storage
-from monitor.rollup import RollupResult, run_rollup
+from monitor.ledger.quota_day import day_end, day_start, quota_day
+from monitor.ledger.retention import StorageResult, maintain_storage
+from monitor.ledger.rollup import RollupResult, run_rollup
 from monitor.store import alerts as ledger
-from monitor.store.usage import KeyDayUsage, hourly_tokens, key_usage_for_day
+from monitor.store.key_usage import KeyDayUsage, hourly_tokens, key_usage_for_day
 
-logger = logging.getLogger("monitor.jobs")
+logger = logging.getLogger("monitor.ledger.jobs")
 
 
 def default_worker_id() -> str:

@@ -22,17 +22,18 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Final
 
-from monitor.quota_day import quota_day, time_until_reset
-from monitor.rollup import ROLLUP_NAME
+from monitor.ledger.quota_day import quota_day, time_until_reset
+from monitor.ledger.rollup import ROLLUP_NAME
 from monitor.safety import report_failure
-from monitor.store.usage import KeyDayUsage, get_watermark, key_usage_for_day
+from monitor.store.key_usage import KeyDayUsage, key_usage_for_day
+from monitor.store.watermarks import get_watermark
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
     from monitor.config import Settings
 
-logger = logging.getLogger("monitor.metrics")
+logger = logging.getLogger("monitor.ledger.metrics")
 
 DEFAULT_METRICS_PORT: Final = 9464
 METRICS_PATH: Final = "/metrics"

@@ -1,6 +1,7 @@
 """Keeping ``api_calls`` in shape: day partitions made ahead, and raw calls past retention removed.
 
-Run from every scheduler tick (:func:`monitor.jobs.run_tick`); cheap when there is nothing to do.
+Run from every scheduler tick (:func:`monitor.ledger.jobs.run_tick`); cheap when there is nothing
+to do.
 
 - **Partitions ahead** (Postgres): the partitions of today … today +
   ``MONITOR_PARTITION_DAYS_AHEAD`` UTC days are created when missing; calls outside them land
@@ -11,9 +12,10 @@ Run from every scheduler tick (:func:`monitor.jobs.run_tick`); cheap when there 
   :data:`DELETE_BATCH_ROWS`, one transaction each, so writers are never held up for long.
 
 ``daily_usage`` and ``hourly_usage`` are never touched: the dashboard's history outlives the raw
-calls. The cut-off applied is recorded in ``rollup_state`` (:data:`monitor.rollup.RETENTION_NAME`)
-so the rollup never recomputes a day whose raw calls are partly gone, and it never passes the
-rollup's own watermark: calls not yet rolled up are kept.
+calls. The cut-off applied is recorded in ``rollup_state``
+(:data:`monitor.ledger.rollup.RETENTION_NAME`) so the rollup never recomputes a day whose raw
+calls are partly gone, and it never passes the rollup's own watermark: calls not yet rolled up
+are kept.
 """
 
 from __future__ import annotations
@@ -23,18 +25,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Final
 
-from monitor.quota_day import day_start, quota_day
-from monitor.rollup import DEFAULT_LATE_WINDOW, RETENTION_NAME, ROLLUP_NAME
+from monitor.ledger.quota_day import day_start, quota_day
+from monitor.ledger.rollup import DEFAULT_LATE_WINDOW, RETENTION_NAME, ROLLUP_NAME
 from monitor.safety import report_failure
 from monitor.store import partitions as parts
-from monitor.store import usage
+from monitor.store import watermarks
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from monitor.config import Settings
 
-logger = logging.getLogger("monitor.retention")
+logger = logging.getLogger("monitor.ledger.retention")
 
 #: Rows deleted per transaction (SQLite, and stray rows of the Postgres default partition).
 DELETE_BATCH_ROWS: Final = 10_000
@@ -125,15 +127,15 @@ def _cutoff(
     if partitioned:
         wanted = utc_midnight_before(wanted)  # whole partitions only; a few hours more are kept
     with engine.begin() as conn:
-        rolled = usage.get_watermark(conn, ROLLUP_NAME)
+        rolled = watermarks.get_watermark(conn, ROLLUP_NAME)
         if rolled is None:
             return None  # nothing rolled up yet: removing calls now would lose them for good
         cutoff = min(wanted, rolled - DEFAULT_LATE_WINDOW)
-        recorded = usage.get_watermark(conn, RETENTION_NAME)
+        recorded = watermarks.get_watermark(conn, RETENTION_NAME)
         if recorded is not None:
             cutoff = max(cutoff, recorded)
         if recorded != cutoff:
-            usage.set_watermark(conn, RETENTION_NAME, cutoff, now=now)
+            watermarks.set_watermark(conn, RETENTION_NAME, cutoff, now=now)
     return cutoff
 
 

@@ -1,4 +1,4 @@
-"""The scheduler: :func:`monitor.jobs.run_tick` every minute on APScheduler, on one leader only.
+"""The scheduler: :func:`monitor.ledger.jobs.run_tick` every minute on APScheduler, one leader.
 
 Several schedulers may run against one database (one per host, say). Only the one holding the
 leader lock runs jobs; the others try to take the lock at every interval, so when the leader dies
@@ -36,7 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from monitor.safety import report_failure
 
-logger = logging.getLogger("monitor.scheduler")
+logger = logging.getLogger("monitor.ledger.scheduler")
 
 DEFAULT_INTERVAL_S: Final = 60
 #: The advisory lock id of the scheduler leader (an arbitrary constant, "LCMS").

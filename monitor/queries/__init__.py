@@ -49,8 +49,24 @@ from monitor.queries.tables import (
     recent_failures,
 )
 from monitor.queries.today import BurnPoint, KeyToday, TodayOverview, today_overview
+from monitor.store.alerts import (
+    FAILED,
+    NO_RECIPIENTS,
+    PENDING,
+    RETRYING,
+    SENDING,
+    SENT,
+    SKIPPED,
+)
+from monitor.store.engine import StoreError, make_engine
+
+#: The statuses of the alert ledger, in the order the Alerts page lists them.
+ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, NO_RECIPIENTS, SKIPPED)
 
 __all__ = [
+    "ALERT_STATUSES",
+    "RETRYING",
+    "SKIPPED",
     "AlertsOverview",
     "BurnPoint",
     "DatabaseState",
@@ -69,6 +85,7 @@ __all__ = [
     "LatencyPoint",
     "ModelTokens",
     "RollupFreshness",
+    "StoreError",
     "TodayOverview",
     "alerts_overview",
     "bucket_for",
@@ -84,6 +101,7 @@ __all__ = [
     "label_breakdown",
     "latency_series",
     "latency_summary",
+    "make_engine",
     "model_choices",
     "recent_failures",
     "rollup_freshness",

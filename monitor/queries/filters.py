@@ -9,13 +9,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, exists, select
+from sqlalchemy import ColumnElement, Connection, Engine, exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.quota_day import day_end, day_start
-from monitor.rollup import ROLLUP_NAME
+from monitor.ledger.quota_day import day_end, day_start
+from monitor.ledger.rollup import ROLLUP_NAME
 from monitor.store import summaries
 from monitor.store.engine import (
     StoreError,
@@ -23,8 +23,8 @@ from monitor.store.engine import (
     describe_url,
     upgrade_sqlite_on_first_use,
 )
+from monitor.store.key_usage import hints_for
 from monitor.store.models import ApiCall, DailyUsage, Key, RollupState
-from monitor.store.usage import hints_for
 
 #: How far back the endpoint choices look in ``api_calls`` (an index range, not a full scan).
 ENDPOINT_LOOKBACK: Final = timedelta(days=90)
@@ -56,6 +56,20 @@ class Filters:
     @property
     def days(self) -> int:
         return (self.end - self.start).days + 1
+
+    def clauses(self, table: Any) -> list[ColumnElement[bool]]:
+        """The WHERE clauses of the chosen keys, models and endpoints on ``table``'s columns
+        (``ApiCall``, or a rollup model, which has no ``endpoint`` to filter by)."""
+        clauses: list[ColumnElement[bool]] = []
+        if self.key_ids:
+            clauses.append(table.key_id.in_(self.key_ids))
+        if self.models:
+            clauses.append(table.model.in_(self.models))
+        if self.endpoints:
+            if not hasattr(table, "endpoint"):
+                raise ValueError(f"{table.__name__} has no endpoint column to filter by")
+            clauses.append(table.endpoint.in_(self.endpoints))
+        return clauses
 
 
 class DatabaseState(enum.Enum):

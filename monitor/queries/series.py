@@ -22,9 +22,9 @@ from typing import Any, Final, Literal, cast
 from sqlalchemy import BigInteger, Connection, case, func, select, true
 from sqlalchemy import cast as sql_cast
 
+from monitor.ledger.quota_day import day_start, quota_day
+from monitor.ledger.totals import CallFacts, billed_tokens, group_hourly
 from monitor.queries.filters import Filters
-from monitor.quota_day import day_start, quota_day
-from monitor.rollup import CallFacts, billed_tokens, group_hourly
 from monitor.store import summaries
 from monitor.store.keys import quota_histories, quota_on
 from monitor.store.models import WEIGHTED_PERCENTILES, ApiCall, DailyUsage, HourlyUsage
@@ -97,11 +97,7 @@ def hourly_rows(
     h = HourlyUsage
     when = h.hour if day_zone is None else summaries.quota_day_of(h.hour, day_zone)
     group: list[Any] = [when, *([h.key_id] if by_key else []), h.model, h.stream]
-    window = [h.hour >= start, h.hour < end]
-    if filters.key_ids:
-        window.append(h.key_id.in_(filters.key_ids))
-    if filters.models:
-        window.append(h.model.in_(filters.models))
+    window = [h.hour >= start, h.hour < end, *filters.clauses(h)]
     sums = [func.sum(getattr(h, name)) for name in _SUMMED_COLUMNS]
     weighted = [_weighted_mean(getattr(h, name), h.requests) for name in WEIGHTED_PERCENTILES]
     query = select(*group, *sums, *weighted).where(*window).group_by(*group).order_by(*group)
@@ -229,12 +225,8 @@ def _hourly_from_calls(
         c.started_at >= start,
         c.started_at < end,
         c.key_id.is_not(None),
-        c.endpoint.in_(filters.endpoints),
+        *filters.clauses(c),
     )
-    if filters.key_ids:
-        query = query.where(c.key_id.in_(filters.key_ids))
-    if filters.models:
-        query = query.where(c.model.in_(filters.models))
     groups = group_hourly(CallFacts(*cast(Any, row)) for row in conn.execute(query))
     return [
         HourRow(
@@ -295,8 +287,7 @@ def daily_key_tokens(
             d.errors,
             d.quota,
         ).where(d.day >= filters.start, d.day <= filters.end)
-        if filters.key_ids:
-            query = query.where(d.key_id.in_(filters.key_ids))
+        query = query.where(*filters.clauses(d))
         # The columns are selected in DayKeyTokens' order: 100 keys x 90 days is 9,000 rows.
         return [DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).all()]
     sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
@@ -383,13 +374,7 @@ def label_breakdown(
     c = ApiCall
     query = select(
         c.started_at, c.labels, c.error_type, c.total_tokens, c.input_tokens, c.output_tokens
-    ).where(c.started_at >= start, c.started_at < end, c.key_id.is_not(None))
-    if filters.key_ids:
-        query = query.where(c.key_id.in_(filters.key_ids))
-    if filters.models:
-        query = query.where(c.model.in_(filters.models))
-    if filters.endpoints:
-        query = query.where(c.endpoint.in_(filters.endpoints))
+    ).where(c.started_at >= start, c.started_at < end, c.key_id.is_not(None), *filters.clauses(c))
     calls = conn.execute(query.order_by(c.started_at.desc()).limit(limit + 1)).all()
     truncated = len(calls) > limit
     calls = calls[:limit]

@@ -11,9 +11,9 @@ from sqlalchemy import Connection, select
 
 from monitor.queries.filters import Filters, key_labels
 from monitor.store import alerts as ledger
+from monitor.store.key_usage import key_usage_for_day
 from monitor.store.keys import KeyInfo, QuotaChange, list_keys, quota_histories, quota_on
 from monitor.store.models import ApiCall
-from monitor.store.usage import key_usage_for_day
 
 #: Most failures the recent-failures table shows.
 RECENT_FAILURES_LIMIT: Final = 100
@@ -58,13 +58,9 @@ def recent_failures(
         c.error_message,
         c.request_id,
         c.attempt,
-    ).where(c.started_at >= start, c.started_at < end, c.error_type.is_not(None))
-    if filters.key_ids:
-        query = query.where(c.key_id.in_(filters.key_ids))
-    if filters.models:
-        query = query.where(c.model.in_(filters.models))
-    if filters.endpoints:
-        query = query.where(c.endpoint.in_(filters.endpoints))
+    ).where(
+        c.started_at >= start, c.started_at < end, c.error_type.is_not(None), *filters.clauses(c)
+    )
     rows = conn.execute(query.order_by(c.started_at.desc(), c.id.desc()).limit(limit)).all()
     labels = key_labels(conn)
     return [

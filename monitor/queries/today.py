@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from sqlalchemy import Connection
 
 from monitor.alerts.forecast import Forecast, forecast_exhaustion
+from monitor.ledger.quota_day import day_end, day_start, quota_day
 from monitor.queries.filters import RollupFreshness, rollup_freshness
-from monitor.quota_day import day_end, day_start, quota_day
-from monitor.store.usage import KeyDayUsage, hourly_tokens_by_key, key_usage_for_day
+from monitor.store.key_usage import KeyDayUsage, hourly_tokens_by_key, key_usage_for_day
 
 HOUR = timedelta(hours=1)
 

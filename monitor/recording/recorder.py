@@ -6,11 +6,11 @@ record and counts it, logged once). A daemon thread, started on the first submit
 batch is full or every ``flush_interval_s`` and hands batches of up to ``batch_size`` records
 to a :class:`Sink`, one transaction each.
 
-When the sink fails (the database is down), the batch goes to a :class:`~monitor.spool.Spool`
-on local disk instead, and for ``retry_interval_s`` new batches go straight there too, so the
-writer does not keep waiting on a dead database. Once a write succeeds again, the spool is
-replayed (also the files that crashed or exited processes left behind); ``event_id`` makes
-every replayed record land exactly once.
+When the sink fails (the database is down), the batch goes to a
+:class:`~monitor.recording.spool.Spool` on local disk instead, and for ``retry_interval_s`` new
+batches go straight there too, so the writer does not keep waiting on a dead database. Once a
+write succeeds again, the spool is replayed (also the files that crashed or exited processes left
+behind); ``event_id`` makes every replayed record land exactly once.
 
 >>> recorder = Recorder(InMemorySink(), flush_interval_s=0.1)
 >>> recorder.submit(record)  # doctest: +SKIP
@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from sqlalchemy import Engine
-
 from monitor.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXIT_FLUSH_TIMEOUT_S,
@@ -42,18 +40,10 @@ from monitor.config import (
     Settings,
     get_settings,
 )
+from monitor.recording.spool import Spool
+from monitor.recording.sql_sink import SqlSink
 from monitor.records import CallRecord
 from monitor.safety import report_failure, swallow
-from monitor.spool import Spool
-from monitor.store.calls import insert_calls
-from monitor.store.engine import (
-    SchemaNotCurrentError,
-    check_schema,
-    checkpoint_sqlite,
-    defer_sqlite_checkpoints,
-    make_engine,
-    upgrade_sqlite_on_first_use,
-)
 
 _FLUSH_POLL_S: Final = 0.05
 
@@ -61,25 +51,17 @@ _FLUSH_POLL_S: Final = 0.05
 #: tried again (and the spool replayed).
 DEFAULT_RETRY_INTERVAL_S: Final = 5.0
 
-#: How often a sink whose Postgres schema is out of date looks again (after `db upgrade`).
-SCHEMA_RECHECK_INTERVAL_S: Final = 60.0
-
-
-#: SQLite: the writer checkpoints the WAL when idle once this many records were written since
-#: the last checkpoint (about SQLite's own 1,000-page trigger), or once the oldest of them is
-#: ``IDLE_CHECKPOINT_INTERVAL_S`` old, so a quiet app syncs its few calls too.
-IDLE_CHECKPOINT_RECORDS: Final = 2_000
-IDLE_CHECKPOINT_INTERVAL_S: Final = 30.0
-
-
 class Sink(Protocol):
-    """Where batches go: ``write`` stores the whole batch or raises. Called from one thread.
+    """Where batches go. Every method is called from the recorder's one writer thread."""
 
-    A sink may also have ``idle()``, called when the queue has been emptied (housekeeping that
-    can wait for a quiet moment), and ``close()``, called at shutdown.
-    """
+    def write(self, batch: Sequence[CallRecord]) -> None:
+        """Store the whole batch, or raise (the recorder then spools it)."""
 
-    def write(self, batch: Sequence[CallRecord]) -> None: ...
+    def idle(self) -> None:
+        """The queue has just been emptied: housekeeping that can wait for a quiet moment."""
+
+    def close(self) -> None:
+        """The recorder is shutting down: release connections."""
 
 
 class InMemorySink:
@@ -93,74 +75,11 @@ class InMemorySink:
         self.records.extend(batch)
         self.batches += 1
 
-
-class SqlSink:
-    """Writes each batch to ``api_calls`` in one transaction.
-
-    An SQLite database is brought to the current schema on the first write (once across
-    processes). A Postgres database is only checked: when its schema is missing or old, every
-    write raises :class:`SchemaNotCurrentError` saying to run ``longcat-monitor db upgrade``,
-    and the check is repeated every ``SCHEMA_RECHECK_INTERVAL_S`` until it passes.
-
-    On SQLite the WAL is checkpointed in :meth:`idle`, once the recorder's queue is empty,
-    rather than by whichever commit of a burst crosses SQLite's 1,000 pages.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._engine: Engine | None = None
-        self._schema_ok = False
-        self._schema_problem: str | None = None
-        self._checked_at = 0.0
-        #: records written since the last checkpoint, and when the first of them was
-        self._unchecked = 0
-        self._unchecked_since = 0.0
-        _fork_aware.add(self)
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.url)
-            defer_sqlite_checkpoints(self._engine)
-        return self._engine
-
-    def write(self, batch: Sequence[CallRecord]) -> None:
-        if not self._schema_ok:
-            self._prepare_schema()
-        with self.engine.begin() as conn:
-            insert_calls(conn, batch)
-        if not self._unchecked:
-            self._unchecked_since = time.monotonic()
-        self._unchecked += len(batch)
-
     def idle(self) -> None:
-        """Checkpoint the SQLite WAL when enough was written since the last time, or long ago."""
-        if self._unchecked and (
-            self._unchecked >= IDLE_CHECKPOINT_RECORDS
-            or time.monotonic() - self._unchecked_since >= IDLE_CHECKPOINT_INTERVAL_S
-        ):
-            self._unchecked = 0
-            checkpoint_sqlite(self.engine)
-
-    def _prepare_schema(self) -> None:
-        now = time.monotonic()
-        if self._schema_problem is None or now - self._checked_at >= SCHEMA_RECHECK_INTERVAL_S:
-            self._checked_at = now
-            upgrade_sqlite_on_first_use(self.engine)
-            self._schema_problem = check_schema(self.engine)
-            self._schema_ok = self._schema_problem is None
-        if self._schema_problem is not None:
-            raise SchemaNotCurrentError(self._schema_problem)
+        pass
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-    def _after_fork_in_child(self) -> None:
-        # The parent's pooled connections must not be used, nor closed, by the child.
-        if self._engine is not None:
-            self._engine.dispose(close=False)
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,10 +258,8 @@ class Recorder:
             if self.spool is not None:
                 with swallow("closing the spool"):
                     self.spool.close()
-            close = getattr(self.sink, "close", None)
-            if callable(close):
-                with swallow("closing the call-record sink"):
-                    close()
+            with swallow("closing the call-record sink"):
+                self.sink.close()
         return finished
 
     def stats(self) -> RecorderStats:
@@ -388,10 +305,9 @@ class Recorder:
                 self._idle()
 
     def _idle(self) -> None:
-        idle = getattr(self.sink, "idle", None)
-        if callable(idle) and not self._database_resting():
+        if not self._database_resting():
             with swallow("checkpointing the call-record database"):
-                idle()
+                self.sink.idle()
 
     def _database_resting(self) -> bool:
         return self.spool is not None and time.monotonic() < self._retry_at
@@ -478,7 +394,7 @@ def _settings_or_none() -> Settings | None:
 
 _default: Recorder | None = None
 _default_lock = threading.Lock()
-_fork_aware: weakref.WeakSet[Recorder | SqlSink] = weakref.WeakSet()
+_fork_aware: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
 def get_recorder() -> Recorder:
@@ -533,16 +449,15 @@ def flush(timeout: float | None = None) -> bool:
 
 def _flush_at_exit() -> None:
     for recorder in list(_fork_aware):
-        if isinstance(recorder, Recorder):
-            with swallow("writing call records at exit"):
-                recorder.shutdown(recorder.exit_flush_timeout_s)
+        with swallow("writing call records at exit"):
+            recorder.shutdown(recorder.exit_flush_timeout_s)
 
 
 def _after_fork_in_child() -> None:
     global _default_lock
     _default_lock = threading.Lock()
-    for item in list(_fork_aware):
-        item._after_fork_in_child()
+    for recorder in list(_fork_aware):
+        recorder._after_fork_in_child()
 
 
 atexit.register(_flush_at_exit)

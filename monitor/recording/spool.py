@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -33,8 +32,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
-
-from sqlalchemy.engine import make_url
 
 from monitor.records import CallRecord
 from monitor.safety import report_failure
@@ -52,26 +49,6 @@ class SpoolError(Exception):
 
 class CorruptSpoolLineError(ValueError):
     """A spool line that is not a call record (cut short by a crash, or edited by hand)."""
-
-
-def default_spool_dir(database_url: str, home: Path) -> Path:
-    """Where the spool of ``database_url`` lives unless ``MONITOR_SPOOL_PATH`` says otherwise.
-
-    Next to an SQLite file (``monitor.db`` → ``monitor.db.spool/``); for any other database,
-    ``<home>/spool/<host-port-db>-<hash>/``, so records are only ever replayed into the
-    database that refused them.
-
-    >>> default_spool_dir("sqlite:////data/monitor.db", Path("/home/me/.longcat-monitor"))
-    PosixPath('/data/monitor.db.spool')
-    """
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(str(url.database) + ".spool")
-    text = f"{url.get_backend_name()}://{url.username}@{url.host}:{url.port}/{url.database}"
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    label = "-".join(str(p) for p in (url.host, url.port, url.database) if p)
-    label = "".join(c if c.isalnum() or c in "._-" else "_" for c in label)[:60]
-    return home / "spool" / f"{label or 'db'}-{digest}"
 
 
 # --- the line format ----------------------------------------------------------------------

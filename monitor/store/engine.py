@@ -7,6 +7,7 @@ brought to head on first use. Postgres is shared by a team: its schema is only e
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
@@ -165,11 +166,8 @@ def sqlite_path(engine: Engine) -> Path | None:
 
 def migrations_location() -> str:
     """The installed ``migrations`` folder (Alembic's ``script_location``)."""
-    import migrations
-
-    if migrations.__file__:
-        return str(Path(migrations.__file__).parent)
-    return str(next(iter(migrations.__path__)))  # pragma: no cover - namespace install
+    migrations = importlib.import_module("monitor.migrations")  # the repository's migrations/
+    return str(next(iter(migrations.__path__)))
 
 
 def alembic_config() -> Config:

@@ -1,7 +1,8 @@
 """SQL for one scan of ``api_calls`` grouped by hour, slice or key: what the rollup aggregates.
 
 :func:`grouped_calls_sql` gives one row per group with the figures of
-:class:`~monitor.rollup.Totals`: requests, errors by class, billed token sums, latency and TTFT
+:class:`~monitor.ledger.totals.Totals`:
+requests, errors by class, billed token sums, latency and TTFT
 extremes and histograms (sparse JSON objects, bucket → count), read back by :func:`totals_of`.
 The helpers build the pieces (time bins, buckets, the window of calls) for both dialects.
 """
@@ -15,9 +16,9 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, bindparam
 
-from monitor.histogram import BUCKETS, BUCKETS_PER_E, LAST
+from monitor.ledger.histogram import BUCKETS, BUCKETS_PER_E, LAST
+from monitor.ledger.totals import Totals
 from monitor.records import UNBILLED_ERROR_TYPES
-from monitor.rollup import Totals
 from monitor.store.models import UTCDateTime
 
 __all__ = ["bin_sql", "bind_params", "calls_window", "grouped_calls_sql", "instant", "totals_of"]
@@ -46,7 +47,7 @@ _ORIGIN: Final = "2000-01-01 00:00:00+00"
 
 
 def _bucket(conn: Connection, column: str) -> str:
-    """SQL for :func:`monitor.histogram.bucket_of` (``NULL`` for ``NULL``)."""
+    """SQL for :func:`monitor.ledger.histogram.bucket_of` (``NULL`` for ``NULL``)."""
     if conn.dialect.name == "postgresql":
         # greatest() skips NULLs: a missing value must stay NULL, not land in bucket 0.
         scaled = f"floor(ln(greatest({column}, 1.0)) * {BUCKETS_PER_E})"

@@ -1,9 +1,8 @@
-"""Queries and upserts of the usage rollups (``daily_usage``, ``hourly_usage``, ``rollup_state``).
+"""Where each key stands: its rolled-up day (:class:`KeyDayUsage`), hourly burn, hints.
 
-The rollup job (:func:`monitor.rollup.run_rollup`) writes through the upserts here; the alert rules
-and the dashboard read through :func:`key_usage_for_day`, :func:`hourly_tokens` and
-:func:`quota_for`. Upserts are ``INSERT … ON CONFLICT DO UPDATE`` on SQLite and Postgres alike, so
-a job run twice, or by two hosts at once, leaves the same rows.
+The rollup job (:mod:`monitor.ledger.rollup`) writes ``daily_usage`` and ``hourly_usage``; the
+alert rules, the metrics and the dashboard read where keys stand through :func:`key_usage_for_day`
+and :func:`hourly_tokens` here.
 
 >>> with engine.connect() as conn:  # doctest: +SKIP
 ...     for usage in key_usage_for_day(conn, date(2026, 11, 25), default_quota=500_000):
@@ -14,42 +13,28 @@ search 412000 500000
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Final, cast
+from typing import Any
 
-from sqlalchemy import Connection, Insert, String, Table, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, String, func, select, update
+from sqlalchemy.dialects import postgresql
 
-from monitor.quota_day import hour_start
-from monitor.rollup import CallFacts, HourlyKey, Totals
+from monitor.ledger.quota_day import hour_start
 from monitor.store.keys import quota_for, quota_in_force
-from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, Key, RollupState
-
-daily_usage: Final = cast(Table, DailyUsage.__table__)
-hourly_usage: Final = cast(Table, HourlyUsage.__table__)
-rollup_state: Final = cast(Table, RollupState.__table__)
+from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, Key
 
 __all__ = [
     "KeyDayUsage",
-    "advance_watermark",
-    "calls_between",
-    "calls_since",
     "daily_rows",
-    "dialect_insert",
-    "get_watermark",
-    "get_watermarks",
     "hints_for",
     "hourly_tokens",
     "hourly_tokens_by_key",
     "key_usage_for_day",
     "quota_for",
     "refresh_daily_quotas",
-    "set_watermark",
     "traffic_key_ids",
-    "upsert_daily",
-    "upsert_hourly",
 ]
 
 
@@ -81,108 +66,6 @@ class KeyDayUsage:
         return self.total_tokens / self.quota if self.quota > 0 else 0.0
 
 
-_CALL_COLUMNS = (
-    ApiCall.started_at,
-    ApiCall.key_id,
-    ApiCall.model,
-    ApiCall.stream,
-    ApiCall.error_type,
-    ApiCall.latency_ms,
-    ApiCall.ttft_ms,
-    ApiCall.input_tokens,
-    ApiCall.output_tokens,
-    ApiCall.cache_read_tokens,
-    ApiCall.reasoning_tokens,
-    ApiCall.total_tokens,
-)
-
-
-def _facts(rows: Iterable[Any]) -> list[CallFacts]:
-    return [CallFacts(*row) for row in rows]
-
-
-def calls_since(conn: Connection, since: datetime | None) -> list[CallFacts]:
-    """Calls with a key started at or after ``since`` (every call with a key when ``None``)."""
-    query = select(*_CALL_COLUMNS).where(ApiCall.key_id.is_not(None))
-    if since is not None:
-        query = query.where(ApiCall.started_at >= since)
-    return _facts(conn.execute(query))
-
-
-def calls_between(conn: Connection, key_id: str, start: datetime, end: datetime) -> list[CallFacts]:
-    """The calls of ``key_id`` started in ``[start, end)``."""
-    query = select(*_CALL_COLUMNS).where(
-        ApiCall.key_id == key_id, ApiCall.started_at >= start, ApiCall.started_at < end
-    )
-    return _facts(conn.execute(query))
-
-
-def dialect_insert(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT that supports ``on_conflict_do_update``."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"no upsert for the {conn.dialect.name} dialect")
-
-
-def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    if not rows:
-        return
-    statement = dialect_insert(conn, table).values(rows)
-    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-    upsert: Insert = statement.on_conflict_do_update(index_elements=keys, set_=updates)
-    conn.execute(upsert)
-
-
-def _figures(totals: Totals) -> dict[str, Any]:
-    return {
-        "requests": totals.requests,
-        "errors": totals.errors,
-        "errors_by_class": totals.errors_by_class,
-        "input_tokens": totals.input_tokens,
-        "output_tokens": totals.output_tokens,
-        "cache_read_tokens": totals.cache_read_tokens,
-        "total_tokens": totals.total_tokens,
-        "latency_p50_ms": totals.latency_p50_ms,
-        "latency_p95_ms": totals.latency_p95_ms,
-        "ttft_p50_ms": totals.ttft_p50_ms,
-        "ttft_p95_ms": totals.ttft_p95_ms,
-    }
-
-
-def upsert_daily(
-    conn: Connection, key_id: str, day: date, totals: Totals, *, quota: int, now: datetime
-) -> None:
-    """Write (insert or replace) the ``daily_usage`` row of ``key_id`` on quota day ``day``."""
-    row = {
-        "key_id": key_id,
-        "day": day,
-        **_figures(totals),
-        "reasoning_tokens": totals.reasoning_tokens,
-        "quota": quota,
-        "updated_at": now,
-    }
-    _upsert(conn, daily_usage, [row], ["key_id", "day"])
-
-
-def upsert_hourly(conn: Connection, groups: Mapping[HourlyKey, Totals], *, now: datetime) -> None:
-    """Write (insert or replace) ``hourly_usage`` rows, one per ``(key, hour, model, stream)``."""
-    rows = [
-        {
-            "key_id": key_id,
-            "hour": hour,
-            "model": model,
-            "stream": stream,
-            **_figures(totals),
-            "latency_p99_ms": totals.latency_p99_ms,
-            "updated_at": now,
-        }
-        for (key_id, hour, model, stream), totals in sorted(groups.items())
-    ]
-    _upsert(conn, hourly_usage, rows, ["key_id", "hour", "model", "stream"])
-
-
 def refresh_daily_quotas(conn: Connection, default_quota: int) -> int:
     """Set every ``daily_usage.quota`` to the quota in force on its day; rows changed.
 
@@ -194,48 +77,6 @@ def refresh_daily_quotas(conn: Connection, default_quota: int) -> int:
         update(DailyUsage).where(DailyUsage.quota != in_force).values(quota=in_force)
     )
     return result.rowcount
-
-
-def get_watermark(conn: Connection, name: str) -> datetime | None:
-    """How far the rollup called ``name`` has read ``api_calls``; ``None`` before its first run."""
-    watermark: datetime | None = conn.execute(
-        select(RollupState.watermark).where(RollupState.name == name)
-    ).scalar_one_or_none()
-    return watermark
-
-
-def get_watermarks(conn: Connection, *names: str) -> dict[str, datetime | None]:
-    """:func:`get_watermark` of each of ``names``, in one query."""
-    found = dict(
-        conn.execute(
-            select(RollupState.name, RollupState.watermark).where(RollupState.name.in_(names))
-        ).all()
-    )
-    return {name: found.get(name) for name in names}
-
-
-def set_watermark(conn: Connection, name: str, watermark: datetime, *, now: datetime) -> None:
-    """Record the watermark of the rollup called ``name``."""
-    row = {"name": name, "watermark": watermark, "updated_at": now}
-    _upsert(conn, rollup_state, [row], ["name"])
-
-
-def advance_watermark(conn: Connection, name: str, watermark: datetime, *, now: datetime) -> None:
-    """Like :func:`set_watermark`, but never moving a stored watermark back: of two runs at
-    once, the one that read the older state may commit last."""
-    statement = dialect_insert(conn, rollup_state).values(
-        name=name, watermark=watermark, updated_at=now
-    )
-    stored, offered = rollup_state.c.watermark, statement.excluded.watermark
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name"],
-            set_={
-                "watermark": case((stored > offered, stored), else_=offered),
-                "updated_at": statement.excluded.updated_at,
-            },
-        )
-    )
 
 
 def daily_rows(conn: Connection, key_id: str | None = None) -> list[Any]:

@@ -1,7 +1,7 @@
 """Registered keys and their dated quota history (tables ``keys`` and ``key_quotas``).
 
-A key is known by its fingerprint (:func:`monitor.fingerprint.key_id`) and hint only. Its quota is
-a dated history: the quota in force on quota day D is the row with the greatest
+A key is known by its fingerprint (:func:`monitor.capture.fingerprint.key_id`) and hint only.
+Its quota is a dated history: the quota in force on quota day D is the row with the greatest
 ``effective_from`` ≤ D, or the configured default when there is none.
 
 >>> with engine.begin() as conn:  # doctest: +SKIP

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from monitor.histogram import column_names
+from monitor.ledger.histogram import column_names
 
 #: Longest ``error_message`` snippet kept; longer messages are cut at insert time.
 ERROR_MESSAGE_CHARS: Final = 500
@@ -206,7 +206,7 @@ class DailyUsage(Base):
 
 
 #: The histogram columns of ``hourly_usage`` (migration 0005): counts per bucket of
-#: :mod:`monitor.histogram`, from which hourly and daily percentiles are derived.
+#: :mod:`monitor.ledger.histogram`, from which hourly and daily percentiles are derived.
 LATENCY_HISTOGRAM: Final = column_names("latency")
 TTFT_HISTOGRAM: Final = column_names("ttft")
 

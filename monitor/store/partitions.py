@@ -3,7 +3,7 @@
 Since migration ``0004_partition_api_calls``, Postgres keeps ``api_calls`` as a table partitioned
 by ``started_at``: one partition per UTC day, named ``api_calls_pYYYYMMDD``, and a default
 partition, ``api_calls_default``, for calls outside every day partition. SQLite keeps one table.
-:mod:`monitor.retention` decides which days to create and drop; the SQL is here.
+:mod:`monitor.ledger.retention` decides which days to create and drop; the SQL is here.
 
 >>> with engine.begin() as conn:  # doctest: +SKIP
 ...     create_day_partition(conn, date(2026, 11, 26))

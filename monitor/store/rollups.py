@@ -5,7 +5,7 @@ thousands for a day of ten million calls), never a raw call.
 
 - :func:`aggregate_calls` groups calls per ``(key, UTC hour, model, stream)`` (or per key, for a
   span of time) with token sums, exact minimum and maximum latency and TTFT, and their
-  :mod:`monitor.histogram` bucket counts, in one scan (:mod:`monitor.store.grouping`).
+  :mod:`monitor.ledger.histogram` bucket counts, in one scan (:mod:`monitor.store.grouping`).
 - :func:`daily_from_hours` adds up a quota day's ``hourly_usage`` rows per key, histograms included,
   so a tick never rereads a day of raw calls; :func:`sum_rows` does the same for any span, and
   adds five-minute slices (:mod:`monitor.store.slices`) up into hours.
@@ -29,9 +29,9 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Table, bindparam, text
 from sqlalchemy.exc import OperationalError
 
-from monitor.histogram import BUCKETS
-from monitor.quota_day import hour_start
-from monitor.rollup import HOUR, HourlyKey, Totals
+from monitor.ledger.histogram import BUCKETS
+from monitor.ledger.quota_day import hour_start
+from monitor.ledger.totals import HOUR, HourlyKey, Totals
 from monitor.store.calls import CONVERTERS
 from monitor.store.grouping import (
     bin_sql,
@@ -131,8 +131,9 @@ def aggregate_calls(
 ) -> dict[Any, Totals]:
     """Totals of the calls started in ``[start, end)`` (``None``: unbounded), with histograms.
 
-    Grouped per :data:`~monitor.rollup.HourlyKey` when ``hourly``, else per key id. Percentiles
-    are left ``None``: :func:`monitor.rollup.finish` derives them from the histograms.
+    Grouped per :data:`~monitor.ledger.totals.HourlyKey` when ``hourly``, else per key id.
+    Percentiles are left ``None``: :func:`monitor.ledger.totals.finish` derives them from the
+    histograms.
     """
     groups = ["key_id", "bin", "model", "stream"] if hourly else ["key_id"]
     sql = grouped_calls_sql(
@@ -213,7 +214,7 @@ def sum_rows(
     """The sums of ``table``'s rows (``hourly_usage`` or ``usage_slices``) in ``[start, end)``
     (``end`` ``None``: no end), leaving out the rows starting at one of ``excluding``.
 
-    Grouped per key id, or per :data:`~monitor.rollup.HourlyKey` when ``by_hour`` (slices
+    Grouped per key id, or per :data:`~monitor.ledger.totals.HourlyKey` when ``by_hour`` (slices
     added up into their hours); histograms and error classes included.
     """
     time_column = "hour" if table.name == "hourly_usage" else "slice_start"

@@ -21,9 +21,9 @@ from typing import Any, Final, NamedTuple
 
 from sqlalchemy import JSON, Connection, bindparam, text
 
-from monitor.histogram import BUCKETS
-from monitor.quota_day import hour_start
-from monitor.rollup import SLICE, HourlyKey, Totals, add_totals
+from monitor.ledger.histogram import BUCKETS
+from monitor.ledger.quota_day import hour_start
+from monitor.ledger.totals import SLICE, HourlyKey, Totals, add_totals
 from monitor.store.grouping import bin_sql, bind_params, calls_window, grouped_calls_sql, instant
 from monitor.store.models import (
     LATENCY_HISTOGRAM,

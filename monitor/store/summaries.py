@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 
+from monitor.store.dialect import dialect_insert
 from monitor.store.models import (
     NO_LABELS,
     SUMMED_FIGURES,
@@ -55,7 +56,6 @@ from monitor.store.models import (
     SeenValue,
     UsageByHour,
 )
-from monitor.store.usage import dialect_insert
 
 usage_by_hour: Final = cast(Table, UsageByHour.__table__)
 errors_by_hour: Final = cast(Table, ErrorsByHour.__table__)

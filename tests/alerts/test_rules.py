@@ -24,7 +24,7 @@ from monitor.alerts.rules import (
     quota_alerts,
     window_start,
 )
-from monitor.quota_day import day_start, next_reset, quota_day
+from monitor.ledger.quota_day import day_start, next_reset, quota_day
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 THRESHOLDS = (50, 80, 90, 100)

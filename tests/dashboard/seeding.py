@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from monitor.alerts.delivery import DeliveryError
+from monitor.cli.demo import register_keys, write_history
+from monitor.cli.demo_traffic import DEMO_KEYS
 from monitor.config import load_settings
-from monitor.demo import register_keys, write_history
-from monitor.demo_traffic import DEMO_KEYS
-from monitor.jobs import run_tick
-from monitor.quota_day import day_bounds, quota_day
+from monitor.ledger.jobs import run_tick
+from monitor.ledger.quota_day import day_bounds, quota_day
+from monitor.ledger.rollup import run_rollup
 from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
-from monitor.rollup import run_rollup
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine
 

@@ -9,7 +9,7 @@ import pytest
 from seeding import Seeded, metric
 from smtp_server import running_smtp_server
 
-from monitor.demo_traffic import DEMO_KEYS
+from monitor.cli.demo_traffic import DEMO_KEYS
 
 _search, support, reports, _revoked = DEMO_KEYS
 
@@ -43,7 +43,7 @@ def test_today_shows_used_tokens_and_calls_per_key(
 
 
 def test_usage_over_time_totals(seeded: Seeded, open_app: Callable[..., Any]) -> None:
-    app = open_app("views/usage.py")
+    app = open_app("views/history.py")
     start, end = seeded.range_bounds(7)
     assert figure(metric(app, "Tokens in range")) == seeded.billed(start, end)
     assert figure(metric(app, "Calls in range")) == seeded.count(start, end)
@@ -98,7 +98,7 @@ def test_filters_carry_across_pages(seeded: Seeded, open_app: Callable[..., Any]
     app = open_app()
     app.multiselect(key="f_keys").set_value([support.key_id]).run()
     assert [h.value for h in app.subheader] == ["support-bot …SUPT"]
-    app.switch_page("views/usage.py")
+    app.switch_page("views/history.py")
     app.run()
     assert app.multiselect(key="f_keys").value == [support.key_id]
     start, end = seeded.range_bounds(7)

@@ -16,7 +16,7 @@ import pytest
 from chromium import CHROMIUM, Page, chromium_page
 from seeding import seed
 
-from monitor.dashboard_server import wait_until_serving
+from monitor.cli.dashboard_server import wait_until_serving
 from monitor.store.engine import make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ CLI = [str(Path(sys.executable).with_name("longcat-monitor"))]
 #: Each page's path, a text it shows once rendered, and whether it draws charts.
 PAGES = [
     ("", "Today · quota day", True),
-    ("usage", "Tokens in range", True),
+    ("history", "Tokens in range", True),
     ("errors", "Recent failures", True),
     ("latency", "Over the whole range", True),
     ("alerts", "Alert ledger", False),

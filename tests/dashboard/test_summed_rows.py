@@ -9,8 +9,8 @@ from typing import Any
 from seeding import Seeded
 
 from monitor.config import get_settings
+from monitor.ledger.quota_day import day_bounds, quota_day
 from monitor.queries import Filters, bucket_for, error_totals, hourly_rows, tokens_by_model
-from monitor.quota_day import day_bounds, quota_day
 
 
 def test_rows_summed_over_keys_match_the_per_key_rows(seeded: Seeded) -> None:

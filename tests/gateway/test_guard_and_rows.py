@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from gateway_support import KEY, MESSAGES, GatewayFactory
 
 import monitor
+from monitor.capture.fingerprint import key_id
 from monitor.cli import cli
 from monitor.config import get_settings, load_settings
-from monitor.fingerprint import key_id
-from monitor.quota_day import next_reset, quota_day
-from monitor.rollup import run_rollup
+from monitor.ledger.quota_day import next_reset, quota_day
+from monitor.ledger.rollup import run_rollup
 from monitor.store.engine import make_engine
 from monitor.store.keys import add_key
 from monitor.store.models import ApiCall

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import httpx
 
 import monitor
-from monitor.recorder import get_recorder
+from monitor.recording.recorder import get_recorder
 from monitor.records import CallRecord
 
 BODY = {"model": "LongCat-Flash-Chat", "messages": [{"role": "user", "content": "hi"}]}

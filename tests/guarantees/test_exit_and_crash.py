@@ -10,7 +10,7 @@ from pathlib import Path
 from processes import app_env, run_app
 from test_outage import rows_and_distinct
 
-from monitor.spool import spool_files
+from monitor.recording.spool import spool_files
 
 #: A Postgres URL on a port nothing listens on: every write is refused at once.
 DOWN_URL = "postgresql://postgres@127.0.0.1:9/lcm"

@@ -17,9 +17,10 @@ from pg_cluster import PostgresCluster
 from sqlalchemy import text
 
 import monitor
-from monitor.recorder import Recorder, SqlSink
+from monitor.recording.recorder import Recorder
+from monitor.recording.spool import Spool
+from monitor.recording.sql_sink import SqlSink
 from monitor.simulator import RunningSimulator, SimulatorOptions
-from monitor.spool import Spool
 from monitor.store.engine import make_engine
 
 OUTAGE_S = float(os.environ.get("LCM_OUTAGE_SECONDS", "6"))

@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, delete, func, insert, inspect, select, text
 
-from monitor import retention
 from monitor.config import Settings, load_settings
-from monitor.jobs import run_tick
+from monitor.ledger import retention
+from monitor.ledger.jobs import run_tick
+from monitor.ledger.quota_day import quota_day
+from monitor.ledger.retention import maintain_storage, retention_cutoff
+from monitor.ledger.rollup import RETENTION_NAME, ROLLUP_NAME, run_rollup
 from monitor.queries.filters import Filters
 from monitor.queries.series import daily_key_tokens
-from monitor.quota_day import quota_day
 from monitor.records import CallRecord
-from monitor.retention import maintain_storage, retention_cutoff
-from monitor.rollup import RETENTION_NAME, ROLLUP_NAME, run_rollup
 from monitor.store import partitions as parts
 from monitor.store.calls import insert_calls
 from monitor.store.engine import current_revision, downgrade, make_engine, upgrade
 from monitor.store.models import ApiCall, RollupState
-from monitor.store.usage import get_watermark
+from monitor.store.watermarks import get_watermark
 
 #: 2025-03-20 11:00 Beijing; the calls below span the ten quota days up to it.
 NOW = datetime(2025, 3, 20, 3, 0, tzinfo=UTC)

@@ -9,20 +9,14 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 
 from monitor.config import Settings, load_settings
-from monitor.quota_day import hour_start
+from monitor.ledger.quota_day import hour_start
+from monitor.ledger.rollup import DEFAULT_LATE_WINDOW, ROLLUP_NAME, run_rollup
 from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
-from monitor.rollup import DEFAULT_LATE_WINDOW, ROLLUP_NAME, run_rollup
 from monitor.store.calls import insert_calls
+from monitor.store.key_usage import daily_rows, hourly_tokens, key_usage_for_day, quota_for
 from monitor.store.keys import add_key, set_quota
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
-from monitor.store.usage import (
-    advance_watermark,
-    daily_rows,
-    get_watermark,
-    hourly_tokens,
-    key_usage_for_day,
-    quota_for,
-)
+from monitor.store.watermarks import advance_watermark, get_watermark
 
 BEIJING_MIDNIGHT = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 2026-11-26 00:00 Beijing
 DAY_BEFORE, DAY_AFTER = date(2026, 11, 25), date(2026, 11, 26)
@@ -78,7 +72,7 @@ def daily_sums_from_api_calls(
     engine: Engine, settings: Settings
 ) -> dict[tuple[str, date], dict[str, int]]:
     """What daily_usage must hold, summed in SQL straight from api_calls."""
-    from monitor.quota_day import quota_day
+    from monitor.ledger.quota_day import quota_day
 
     sums: dict[tuple[str, date], dict[str, int]] = {}
     with engine.connect() as conn:
@@ -297,8 +291,8 @@ def test_query_functions(engine: Engine, settings: Settings) -> None:
 
 
 def test_histograms_in_sql_match_the_python_ones(engine: Engine, settings: Settings) -> None:
-    """The SQL bucket expression agrees with monitor.histogram, and days merge their hours."""
-    from monitor.histogram import histogram_of, percentile_of
+    """The SQL bucket expression agrees with monitor.ledger.histogram; days merge their hours."""
+    from monitor.ledger.histogram import histogram_of, percentile_of
     from monitor.store.models import LATENCY_HISTOGRAM, TTFT_HISTOGRAM
 
     records = around_midnight()
@@ -313,7 +307,7 @@ def test_histograms_in_sql_match_the_python_ones(engine: Engine, settings: Setti
     assert latency == histogram_of(r.latency_ms for r in keyed if r.latency_ms is not None)
     assert ttft == histogram_of(r.ttft_ms for r in keyed if r.ttft_ms is not None)
 
-    from monitor.quota_day import quota_day
+    from monitor.ledger.quota_day import quota_day
 
     for (key_id, day), row in day_rows.items():
         values = [

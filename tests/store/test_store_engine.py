@@ -85,7 +85,8 @@ def test_concurrent_first_use_upgrades_once(tmp_path: Path) -> None:
         f"""
         from datetime import UTC, datetime
         from monitor.records import CallRecord
-        from monitor.recorder import Recorder, SqlSink
+        from monitor.recording.recorder import Recorder
+        from monitor.recording.sql_sink import SqlSink
         recorder = Recorder(SqlSink({url!r}), flush_interval_s=0.05)
         for _ in range(20):
             recorder.submit(CallRecord(started_at=datetime.now(UTC), api="openai", endpoint="/x"))

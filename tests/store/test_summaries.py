@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.config import Settings
+from monitor.ledger.rollup import run_rollup
 from monitor.queries import endpoint_choices, model_choices
 from monitor.records import CallRecord
-from monitor.rollup import run_rollup
 from monitor.store.calls import insert_calls
 from monitor.store.engine import downgrade, upgrade
 from monitor.store.models import ErrorsByHour, HourlyUsage, UsageByHour

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from monitor.recorder import Recorder, SqlSink
+from monitor.recording.recorder import Recorder
+from monitor.recording.sql_sink import SqlSink
 from monitor.records import CallRecord
 
 BUSY_SECONDS = 3.0

@@ -10,8 +10,8 @@ import brotli
 import pytest
 import zstandard
 
-from monitor.decoding import DecodeError, decoder_for
-from monitor.usage import body_facts, classify_status, request_facts, with_stream_usage
+from monitor.capture.bodies import body_facts, classify_status, request_facts, with_stream_usage
+from monitor.capture.decoding import DecodeError, decoder_for
 
 BODY = json.dumps(
     {

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.streams import null_usage_removed, without_null_usage
+from monitor.capture.streams import null_usage_removed, without_null_usage
 
 #: Pieces that make usage keys, null or not, and their near misses likely when strung together.
 _pieces = st.sampled_from(

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 import monitor
+from monitor.capture.fingerprint import key_id
 from monitor.config import get_settings
-from monitor.fingerprint import key_id
 from monitor.simulator import RunningSimulator
 from monitor.store.engine import make_engine
 from monitor.store.models import ApiCall

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from monitor.sse import SSESplitter
-from monitor.streams import AnthropicStreamReader, OpenAIStreamReader, reader_for
+from monitor.capture.sse import SSESplitter
+from monitor.capture.streams import AnthropicStreamReader, OpenAIStreamReader, reader_for
 
 
 def openai_stream(with_usage: bool, newline: bytes = b"\n") -> bytes:

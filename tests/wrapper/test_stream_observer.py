@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.observer import CallObserver
+from monitor.capture.bodies import request_facts
+from monitor.capture.observer import CallObserver
 from monitor.records import CallRecord
-from monitor.usage import request_facts
 
 
 def chunk(fields: dict[str, object], null_usage: bool) -> bytes:
