@@ -34,7 +34,7 @@ from monitor.store.engine import make_engine, upgrade
 from monitor.store.key_usage import key_usage_for_day
 from monitor.store.keys import add_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-c", "from monitor.cli import main; main()")
 LINE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

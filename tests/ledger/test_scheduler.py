@@ -32,7 +32,7 @@ from monitor.store.alerts import ledger_rows
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
