@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated settings, migrated SQLite and Postgres databases, call records.
+"""Shared fixtures: isolated settings, migrated SQLite and Postgres databases, call records,
+the simulator and a capturing recorder.
 
 Every test runs with ``MONITOR_*`` cleared and ``MONITOR_DATABASE_URL`` pointing into its own
 ``tmp_path``, so nothing ever touches the real ``~/.longcat-monitor``.
@@ -14,6 +15,13 @@ Database fixtures hand out URLs (strings) because the code under test builds its
   for migration tests.
 
 Tests that use a Postgres fixture get the ``postgres`` marker automatically.
+
+- ``sim``: one LongCat simulator for the whole session (a test that needs other options starts
+  its own ``RunningSimulator``).
+- ``captured``: a :class:`capture.CapturedCalls` to pass as ``recorder=``.
+
+Helpers the tests import by name (``tests/`` is on ``sys.path``, as this file's folder):
+``waiting.eventually`` to wait for another thread or process, ``capture`` and ``smtp_server``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from capture import CapturedCalls
 from psycopg import sql
 
 from monitor import config as monitor_config
@@ -36,6 +45,7 @@ from monitor import safety
 from monitor.config import get_settings
 from monitor.recording.recorder import InMemorySink, Recorder, set_recorder
 from monitor.records import CallRecord
+from monitor.simulator import RunningSimulator
 from monitor.store.engine import make_engine, upgrade
 
 #: The Postgres server the tests use (trust auth); override with LCM_TEST_POSTGRES.
@@ -106,6 +116,12 @@ def make_call_record() -> Callable[..., CallRecord]:
 
 
 @pytest.fixture
+def captured() -> CapturedCalls:
+    """The records a wrapper or gateway submits, when given ``recorder=captured``."""
+    return CapturedCalls()
+
+
+@pytest.fixture
 def memory_sink() -> Iterator[InMemorySink]:
     """Make a recorder writing to memory the process default; the sink collects the records."""
     sink = InMemorySink()
@@ -113,6 +129,16 @@ def memory_sink() -> Iterator[InMemorySink]:
     set_recorder(recorder)
     yield sink
     recorder.shutdown(timeout=10)
+
+
+# --- the simulator ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[RunningSimulator]:
+    """The LongCat simulator with default options, on a free port, for the whole session."""
+    with RunningSimulator() as running:
+        yield running
 
 
 # --- SQLite ---------------------------------------------------------------------------------

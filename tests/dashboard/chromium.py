@@ -11,13 +11,13 @@ import itertools
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from waiting import eventually
 from websockets.sync.client import ClientConnection, connect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -57,14 +57,6 @@ class Page:
     def text(self) -> str:
         return str(self.evaluate("document.body ? document.body.innerText : ''") or "")
 
-    def wait_for(self, condition: Callable[[Page], bool], timeout: float = 45) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition(self):
-                return True
-            time.sleep(0.5)
-        return False
-
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,12 +74,13 @@ def chromium_page(url: str, profile: Path, width: int = 1400, height: int = 1000
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
+
+        def port_written() -> str:
+            if process.poll() is not None:
+                raise RuntimeError("chromium exited before opening its DevTools port")
+            return port_file.read_text().strip() if port_file.exists() else ""
+
+        port = eventually(port_written, interval=0.1, what="chromium's DevTools port").split()[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
             targets = json.load(reply)
         target = next(t for t in targets if t.get("type") == "page")

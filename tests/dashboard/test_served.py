@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from chromium import CHROMIUM, Page, chromium_page
 from seeding import seed
+from waiting import eventually
 
 from monitor.cli.dashboard_server import wait_until_serving
 from monitor.store.engine import make_engine, upgrade
@@ -102,8 +103,11 @@ def test_every_page_renders_in_chromium(served: str, tmp_path: Path) -> None:
         for path, marker, charts in PAGES:
             if path:
                 page.call("Page.navigate", url=served + path)
-            assert page.wait_for(lambda p, m=marker, c=charts: rendered(p, m, c)), (
-                f"/{path} did not render: {page.text()[:500]}"
+            eventually(
+                lambda m=marker, c=charts: rendered(page, m, c),
+                45,
+                interval=0.5,
+                what=lambda p=path: f"/{p} to render; it shows: {page.text()[:500]}",
             )
             time.sleep(1)  # let the last chart finish drawing before the screenshot
             text = page.text()
@@ -162,7 +166,8 @@ def test_demo_starts_and_stops_cleanly(tmp_path: Path) -> None:
     assert process.returncode == 0, output
     assert "Stopped." in output
     assert "e-mail to" in output
-    deadline = time.monotonic() + 10
-    while any(alive(child) for child in children) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(alive(child) for child in children)
+    eventually(
+        lambda: not any(alive(child) for child in children),
+        interval=0.2,
+        what="the demo's children to exit",
+    )

@@ -1,4 +1,4 @@
-"""Fixtures for the gateway tests: the simulator upstream, a gateway factory, captured records."""
+"""Fixtures for the gateway tests: a TLS simulator upstream, and gateways to the simulator."""
 
 from __future__ import annotations
 
@@ -18,12 +18,6 @@ from monitor.simulator import RunningSimulator
 
 
 @pytest.fixture(scope="session")
-def sim() -> Iterator[RunningSimulator]:
-    with RunningSimulator() as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A throwaway self-signed certificate for 127.0.0.1 and its key."""
     return make_certificate(tmp_path_factory.mktemp("tls"))
@@ -34,11 +28,6 @@ def tls_sim(certificate: tuple[Path, Path]) -> Iterator[TlsSimulator]:
     """The simulator over TLS with that certificate (which no client trusts unless told to)."""
     with TlsSimulator(*certificate) as running:
         yield running
-
-
-@pytest.fixture
-def captured() -> CapturedCalls:
-    return CapturedCalls()
 
 
 @pytest.fixture

@@ -21,12 +21,6 @@ PER_WRITER = int(os.environ.get("LCM_RECORDS_PER_WRITER", "5000"))
 REAL_CALLS = int(os.environ.get("LCM_REAL_CALLS", "25"))
 
 
-@pytest.fixture(scope="module")
-def sim() -> object:
-    with RunningSimulator() as running:
-        yield running
-
-
 @pytest.mark.slow
 def test_many_processes_write_every_row_exactly_once(
     database_url: str, sim: RunningSimulator

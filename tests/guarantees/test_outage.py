@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pg_cluster import PostgresCluster
 from sqlalchemy import text
+from waiting import eventually
 
 import monitor
 from monitor.recording.recorder import Recorder
@@ -98,9 +99,11 @@ def test_postgres_outage_is_invisible_to_the_app_and_loses_nothing(
     assert errors == []
     made = sum(len(v) for v in latencies.values())
     assert recorder.flush(timeout=30)
-    deadline = time.monotonic() + 30
-    while (spool.size or recorder.stats().queued) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(
+        lambda: not (spool.size or recorder.stats().queued),
+        interval=0.1,
+        what="the spool to be replayed",
+    )
     stats = recorder.stats()
     recorder.shutdown(timeout=10)
     assert stats.spooled > 0, "the outage never reached the writer"

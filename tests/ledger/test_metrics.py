@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine
+from waiting import eventually
 
 from monitor.config import Settings, load_settings
 from monitor.ledger.metrics import (
@@ -193,16 +193,16 @@ def test_the_scheduler_command_serves_metrics(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        text = ""
-        while time.monotonic() < deadline:
+
+        def scraped() -> str:
+            """The metrics page, once it shows the key's series."""
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             except httpx.TransportError:
-                text = ""
-            if 'key_id="k_x"' in text:
-                break
-            time.sleep(0.2)
+                return ""
+            return text if 'key_id="k_x"' in text else ""
+
+        text = eventually(scraped, interval=0.2, what="the key's series on /metrics")
         series, _ = parse(text)
         requests = [v for (n, labels), v in series.items() if n.endswith("today_requests")]
         assert requests == [1]

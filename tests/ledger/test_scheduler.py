@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 from smtp_server import running_smtp_server
 from sqlalchemy import Engine
 from test_jobs import KEY, T0, calls
+from waiting import eventually
 
 from monitor.config import load_settings
 from monitor.ledger.jobs import run_tick
@@ -117,7 +118,7 @@ def test_leader_whose_connection_dies_loses_and_a_follower_takes_over(pg_engine:
         assert leader.try_acquire() and not follower.try_acquire()
         terminate_lock_sessions(pg_engine)
         # pg_terminate_backend only signals the session: the lock goes when its backend exits.
-        wait_for(follower.try_acquire)
+        eventually(follower.try_acquire)
         assert not leader.try_acquire()  # notices its session is gone; cannot retake it
     finally:
         leader.close()
@@ -166,7 +167,7 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
             t.start()
         try:
             insert(pg_engine, calls(T0 - timedelta(hours=5), 26, 10_000))  # 52 %
-            wait_for(lambda: len(server.received) >= 1)
+            eventually(lambda: len(server.received) >= 1)
             leaders = [r for r in runners if r.leading]
             assert len(leaders) == 1
             # Kill the leader (its process stops, its lock session dies): another takes over.
@@ -178,7 +179,7 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
             old.lock.release()
             clock["now"] = T0 + timedelta(minutes=1)
             insert(pg_engine, calls(T0 + timedelta(seconds=1), 22, 10_000))  # 96 %
-            wait_for(lambda: any("90%" in m.subject for m in server.received))
+            eventually(lambda: any("90%" in m.subject for m in server.received))
             time.sleep(0.5)  # several more ticks on every scheduler
         finally:
             for stop in stops:
@@ -231,7 +232,7 @@ def test_scheduler_command_runs_ticks_and_stops_on_sigterm(tmp_path: Path) -> No
             text=True,
         )
         try:
-            wait_for(lambda: any("of its daily quota" in m.subject for m in server.received))
+            eventually(lambda: any("of its daily quota" in m.subject for m in server.received))
             time.sleep(1.2)  # a few more ticks: nothing more for the same crossing
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=15)
@@ -262,9 +263,3 @@ def terminate_lock_sessions(engine: Engine) -> None:
             {"lock_id": LEADER_LOCK_ID},
         )
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from waiting import eventually
 
 import monitor
 import monitor.recording.sql_sink as sql_sink_module
@@ -98,9 +99,7 @@ def test_writer_wakes_on_interval_without_flush(
     recorder = Recorder(sink, batch_size=100, flush_interval_s=0.05)
     recorders.append(recorder)
     recorder.submit(make_call_record())
-    deadline = time.monotonic() + 5
-    while not sink.records and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: sink.records, what="the writer to wake")
     assert len(sink.records) == 1
 
 
@@ -282,10 +281,10 @@ def test_recorder_lets_the_sink_checkpoint_once_the_queue_is_empty(
     for _ in range(3_000):
         recorder.submit(make_call_record(error_message="x" * 400))
     assert recorder.flush(timeout=30)
-    deadline = time.monotonic() + 15
-    while _database_file_bytes(sqlite_url) < before + 1_000_000:
-        assert time.monotonic() < deadline, "the WAL was never checkpointed"
-        time.sleep(0.02)
+    eventually(
+        lambda: _database_file_bytes(sqlite_url) >= before + 1_000_000,
+        what="the WAL to be checkpointed into the database file",
+    )
     assert count_rows(sqlite_url) == 3_000
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from test_recorder import count_rows
+from waiting import eventually
 
 from monitor.config import DEFAULT_SPOOL_MAX_BYTES, ConfigError, default_spool_dir, load_settings
 from monitor.recording.recorder import InMemorySink, Recorder
@@ -39,15 +39,6 @@ class SwitchableSink(InMemorySink):
         if self.down:
             raise ConnectionError("connection refused")
         self.records.extend(batch)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_a_record_survives_the_round_trip(make_call_record: MakeRecord) -> None:
@@ -197,7 +188,7 @@ def test_recorder_spools_while_down_and_replays_exactly_once(
         for _ in range(20):
             recorder.submit(make_call_record())
         # Those 20 may go to the spool too (the database is rested for retry_interval_s).
-        assert wait_for(lambda: recorder.stats().replayed >= 300 and spool.size == 0)
+        eventually(lambda: recorder.stats().replayed >= 300 and spool.size == 0)
         assert recorder.flush(timeout=10)
         assert count_rows(sqlite_url) == 320
     finally:
@@ -213,9 +204,7 @@ def test_recorder_spools_while_down_and_replays_exactly_once(
     try:
         again.start()
         # The count goes up as each batch is written; the file goes once all of it is.
-        assert wait_for(
-            lambda: again.stats().replayed == 300 and spool_files(spool.directory) == []
-        )
+        eventually(lambda: again.stats().replayed == 300 and spool_files(spool.directory) == [])
         assert count_rows(sqlite_url) == 320
     finally:
         again.shutdown(timeout=10)

@@ -16,9 +16,9 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the quota rules in
 
 
 @pytest.fixture(scope="module")
-def client(simulator: RunningSimulator) -> Iterator[anthropic.Anthropic]:
+def client(sim: RunningSimulator) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(
-        base_url=simulator.anthropic_base_url, api_key="sk-test", max_retries=0
+        base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=0
     ) as client:
         yield client
 
@@ -140,14 +140,14 @@ def test_rate_limit_shape(client: anthropic.Anthropic) -> None:
     assert caught.value.response.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_keys_via_bearer_missing_and_revoked(simulator: RunningSimulator) -> None:
+def test_keys_via_bearer_missing_and_revoked(sim: RunningSimulator) -> None:
     with anthropic.Anthropic(
-        base_url=simulator.anthropic_base_url, auth_token="sk-bearer", max_retries=0
+        base_url=sim.anthropic_base_url, auth_token="sk-bearer", max_retries=0
     ) as bearer:
         assert bearer.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES).content
 
     with anthropic.Anthropic(
-        base_url=simulator.anthropic_base_url, api_key="key-revoked", max_retries=0
+        base_url=sim.anthropic_base_url, api_key="key-revoked", max_retries=0
     ) as revoked, pytest.raises(anthropic.AuthenticationError):
         revoked.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
 
@@ -198,12 +198,12 @@ def test_no_usage_fault(client: anthropic.Anthropic) -> None:
     assert "usage" not in response.http_response.json()
 
 
-def test_fault_times_let_sdk_retries_succeed(simulator: RunningSimulator) -> None:
+def test_fault_times_let_sdk_retries_succeed(sim: RunningSimulator) -> None:
     headers = fault("overloaded", **{
         "x-simulate-fault-times": "2", "x-simulate-retry-after-ms": "5"
     })
     with anthropic.Anthropic(
-        base_url=simulator.anthropic_base_url, api_key="sk-test", max_retries=2
+        base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=2
     ) as retrying:
         raw = retrying.messages.with_raw_response.create(
             model=MODEL, max_tokens=64, messages=MESSAGES, extra_headers=headers
@@ -229,9 +229,9 @@ def test_compressed_responses_decode_in_the_sdk(
     assert final.usage.output_tokens == len(final.content[0].text.split())  # type: ignore[union-attr]
 
 
-async def test_async_client_stream(simulator: RunningSimulator) -> None:
+async def test_async_client_stream(sim: RunningSimulator) -> None:
     async with anthropic.AsyncAnthropic(
-        base_url=simulator.anthropic_base_url, api_key="sk-test", max_retries=0
+        base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=0
     ) as client, client.messages.stream(
         model=MODEL, max_tokens=64, messages=MESSAGES
     ) as stream:

@@ -15,9 +15,9 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the quota rules in
 
 
 @pytest.fixture(scope="module")
-def client(simulator: RunningSimulator) -> Iterator[openai.OpenAI]:
+def client(sim: RunningSimulator) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
-        base_url=simulator.openai_base_url, api_key="sk-test", max_retries=0
+        base_url=sim.openai_base_url, api_key="sk-test", max_retries=0
     ) as client:
         yield client
 
@@ -182,9 +182,9 @@ def test_context_length_message(client: openai.OpenAI) -> None:
     assert "maximum context length is 131072 tokens" in caught.value.message
 
 
-def test_missing_and_revoked_keys_are_refused(simulator: RunningSimulator) -> None:
+def test_missing_and_revoked_keys_are_refused(sim: RunningSimulator) -> None:
     with openai.OpenAI(
-        base_url=simulator.openai_base_url, api_key="sk-revoked-1", max_retries=0
+        base_url=sim.openai_base_url, api_key="sk-revoked-1", max_retries=0
     ) as revoked, pytest.raises(openai.AuthenticationError):
         revoked.chat.completions.create(model=MODEL, messages=MESSAGES)
 
@@ -220,12 +220,12 @@ def test_hang_hits_the_client_timeout(client: openai.OpenAI) -> None:
         )
 
 
-def test_fault_times_let_sdk_retries_succeed(simulator: RunningSimulator) -> None:
+def test_fault_times_let_sdk_retries_succeed(sim: RunningSimulator) -> None:
     headers = fault("server_error", **{
         "x-simulate-fault-times": "2", "x-simulate-retry-after-ms": "5"
     })
     with openai.OpenAI(
-        base_url=simulator.openai_base_url, api_key="sk-test", max_retries=2
+        base_url=sim.openai_base_url, api_key="sk-test", max_retries=2
     ) as retrying:
         raw = retrying.chat.completions.with_raw_response.create(
             model=MODEL, messages=MESSAGES, extra_headers=headers
@@ -234,7 +234,7 @@ def test_fault_times_let_sdk_retries_succeed(simulator: RunningSimulator) -> Non
         assert raw.parse().choices[0].message.content
 
     with openai.OpenAI(
-        base_url=simulator.openai_base_url, api_key="sk-test", max_retries=1
+        base_url=sim.openai_base_url, api_key="sk-test", max_retries=1
     ) as too_few, pytest.raises(openai.InternalServerError):
         too_few.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=headers)
 
@@ -260,9 +260,9 @@ def test_compressed_responses_decode_in_the_sdk(client: openai.OpenAI, encoding:
     assert chunks[-1].usage is not None
 
 
-async def test_async_client_streams(simulator: RunningSimulator) -> None:
+async def test_async_client_streams(sim: RunningSimulator) -> None:
     async with openai.AsyncOpenAI(
-        base_url=simulator.openai_base_url, api_key="sk-test", max_retries=0
+        base_url=sim.openai_base_url, api_key="sk-test", max_retries=0
     ) as client:
         stream = await client.chat.completions.create(
             model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}

@@ -27,8 +27,8 @@ KEY = {"authorization": "Bearer sk-test"}
 
 
 @pytest.fixture(scope="module")
-def http(simulator: RunningSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=simulator.base_url, timeout=5) as client:
+def http(sim: RunningSimulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sim.base_url, timeout=5) as client:
         yield client
 
 

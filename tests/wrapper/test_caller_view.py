@@ -72,6 +72,7 @@ def read(client: Any, path: str, body: dict[str, Any], headers: dict[str, str]) 
 @pytest.mark.parametrize(("name", "path", "body", "headers"), CASES, ids=[c[0] for c in CASES])
 def test_caller_reads_the_same_bytes_and_exceptions(
     fixed_sim: RunningSimulator,
+    captured: CapturedCalls,
     http: types.ModuleType,
     name: str,
     path: str,
@@ -81,7 +82,6 @@ def test_caller_reads_the_same_bytes_and_exceptions(
     encoding = headers.get("x-simulate-compress")
     if encoding and encoding not in http._decoders.SUPPORTED_DECODERS:
         pytest.skip(f"{http.__name__} here cannot decode {encoding} (nor does it ask for it)")
-    captured = CapturedCalls()
     with http.Client(base_url=fixed_sim.base_url) as plain:
         expected = read(plain, path, body, headers)
     with monitor.instrument(http.Client(base_url=fixed_sim.base_url), recorder=captured) as wrapped:
@@ -92,7 +92,9 @@ def test_caller_reads_the_same_bytes_and_exceptions(
     assert record.status_code == expected[0]
 
 
-async def test_async_caller_reads_the_same_bytes(fixed_sim: RunningSimulator) -> None:
+async def test_async_caller_reads_the_same_bytes(
+    fixed_sim: RunningSimulator, captured: CapturedCalls
+) -> None:
     async def read_async(client: Any) -> bytes:
         payload = {"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True}
         async with client.stream(
@@ -103,7 +105,6 @@ async def test_async_caller_reads_the_same_bytes(fixed_sim: RunningSimulator) ->
         ) as response:
             return b"".join([piece async for piece in response.aiter_bytes()])
 
-    captured = CapturedCalls()
     async with httpx2.AsyncClient(base_url=fixed_sim.base_url) as plain:
         expected = await read_async(plain)
     async with monitor.instrument(
