@@ -9,7 +9,8 @@ Database fixtures hand out URLs (strings) because the code under test builds its
 - ``sqlite_url``: a fresh, migrated SQLite file in ``tmp_path`` (copied from a session template).
 - ``postgres_url``: a throwaway Postgres database for the whole session (``lcm_test_<random>``),
   migrated once and dropped at the end; every table but ``alembic_version`` is emptied before
-  each test. Skipped when the server is unreachable, unless ``CI`` is set (then it fails).
+  each test. Skipped when the server is unreachable, unless ``CI`` is set (then it fails:
+  :func:`dependencies.require`).
 - ``database_url``: both of the above, as two parameters (``sqlite``, ``postgres``).
 - ``empty_sqlite_url`` / ``empty_postgres_url`` / ``empty_database_url``: unmigrated databases,
   for migration tests.
@@ -21,7 +22,8 @@ Tests that use a Postgres fixture get the ``postgres`` marker automatically.
 - ``captured``: a :class:`capture.CapturedCalls` to pass as ``recorder=``.
 
 Helpers the tests import by name (``tests/`` is on ``sys.path``, as this file's folder):
-``waiting.eventually`` to wait for another thread or process, ``capture`` and ``smtp_server``.
+``waiting.eventually`` to wait for another thread or process, ``dependencies.require`` for a
+dependency that must be there on CI, ``capture`` and ``smtp_server``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 import psycopg
 import pytest
 from capture import CapturedCalls
+from dependencies import require
 from psycopg import sql
 
 from monitor import config as monitor_config
@@ -202,10 +205,7 @@ def postgres_server() -> str:
         with psycopg.connect(POSTGRES_ADMIN, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        message = f"Postgres at {POSTGRES_ADMIN!r} is not reachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set, so this is a failure)", pytrace=False)
-        pytest.skip(message)
+        require(False, f"Postgres at {POSTGRES_ADMIN!r} ({exc})")
     return POSTGRES_ADMIN
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from chromium import CHROMIUM, Page, chromium_page
+from dependencies import require
 from seeding import seed
 from waiting import eventually
 
@@ -70,6 +71,11 @@ def rendered(page: Page, marker: str, charts: bool) -> bool:
 
 
 @pytest.fixture
+def chromium() -> None:
+    require(Path(CHROMIUM).exists(), f"chromium at {CHROMIUM}")
+
+
+@pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'served.db'}"
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
@@ -96,8 +102,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
-def test_every_page_renders_in_chromium(served: str, tmp_path: Path) -> None:
+def test_every_page_renders_in_chromium(chromium: None, served: str, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium_page(served, tmp_path / "profile", height=1800) as page:
         for path, marker, charts in PAGES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from dependencies import require
 from pg_cluster import PostgresCluster, available, throwaway_postgres
 
 from monitor.store.engine import make_engine, upgrade
@@ -14,8 +15,7 @@ from monitor.store.engine import make_engine, upgrade
 def pg_cluster() -> Iterator[PostgresCluster]:
     """A migrated Postgres of this test's own, on a free port (never the shared server)."""
     reason = available()
-    if reason:
-        pytest.skip(f"no throwaway Postgres: {reason}")
+    require(reason is None, f"a throwaway Postgres ({reason})")
     with throwaway_postgres() as cluster:
         engine = make_engine(cluster.url)
         try:
