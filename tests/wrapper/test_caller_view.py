@@ -73,6 +73,7 @@ def read(client: Any, path: str, body: dict[str, Any], headers: dict[str, str]) 
 def test_caller_reads_the_same_bytes_and_exceptions(
     fixed_sim: RunningSimulator,
     captured: CapturedCalls,
+    request: pytest.FixtureRequest,
     http: types.ModuleType,
     name: str,
     path: str,
@@ -81,7 +82,16 @@ def test_caller_reads_the_same_bytes_and_exceptions(
 ) -> None:
     encoding = headers.get("x-simulate-compress")
     if encoding and encoding not in http._decoders.SUPPORTED_DECODERS:
-        pytest.skip(f"{http.__name__} here cannot decode {encoding} (nor does it ask for it)")
+        # A body in an encoding the client cannot decode (it never asks for one): the plain
+        # client hands the caller the encoded bytes, but when the wrapper rewrites the stream
+        # (to take out the usage chunk it asked for) it decodes them. httpx2 decodes zstd only
+        # with its optional zstd extra (backports.zstd on Python < 3.14).
+        request.applymarker(
+            pytest.mark.xfail(
+                reason=f"the wrapper decodes {encoding} that {http.__name__} here would not",
+                strict=True,
+            )
+        )
     with http.Client(base_url=fixed_sim.base_url) as plain:
         expected = read(plain, path, body, headers)
     with monitor.instrument(http.Client(base_url=fixed_sim.base_url), recorder=captured) as wrapped:
