@@ -211,9 +211,9 @@ LATENCY_HISTOGRAM: Final = column_names("latency")
 TTFT_HISTOGRAM: Final = column_names("ttft")
 
 
-def _histogram_columns() -> list[Column[int]]:
+def _histogram_columns(server_default: str | None) -> list[Column[int]]:
     return [
-        Column(name, BigInteger, nullable=False, server_default="0")
+        Column(name, BigInteger, nullable=False, server_default=server_default)
         for name in (*LATENCY_HISTOGRAM, *TTFT_HISTOGRAM)
     ]
 
@@ -252,7 +252,8 @@ class HourlyUsage(SummedFigures, Base):
     """
 
     __tablename__ = "hourly_usage"
-    __table_args__ = (Index("ix_hourly_usage_hour", "hour"), *_histogram_columns())
+    # The histograms were added to the table later (migration 0005): rows from before hold 0.
+    __table_args__ = (Index("ix_hourly_usage_hour", "hour"), *_histogram_columns("0"))
 
     key_id: Mapped[str] = mapped_column(String(), primary_key=True)
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
@@ -281,7 +282,8 @@ class UsageSlice(SummedFigures, Base):
     """
 
     __tablename__ = "usage_slices"
-    __table_args__ = (*_histogram_columns(),)
+    # Created with the table (migration 0007), without a default: every write sets them.
+    __table_args__ = (*_histogram_columns(None),)
 
     slice_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(), primary_key=True)
