@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, tzinfo
 from typing import Any, Final, Literal, cast
 
@@ -27,7 +27,13 @@ from monitor.ledger.totals import CallFacts, billed_tokens, group_hourly
 from monitor.queries.filters import Filters
 from monitor.store import summaries
 from monitor.store.keys import quota_histories, quota_on
-from monitor.store.models import WEIGHTED_PERCENTILES, ApiCall, DailyUsage, HourlyUsage
+from monitor.store.models import (
+    SUMMED_FIGURES,
+    WEIGHTED_PERCENTILES,
+    ApiCall,
+    DailyUsage,
+    HourlyUsage,
+)
 
 Bucket = Literal["hour", "day"]
 
@@ -128,7 +134,8 @@ def hourly_rows(
 
 #: ``HourRow.key_id`` of a row summed over keys.
 ALL_KEYS: Final = ""
-_SUMMED_COLUMNS: Final = ("requests", "errors", "input_tokens", "output_tokens", "total_tokens")
+#: The summed figures an HourRow carries, in its order.
+_SUMMED_COLUMNS: Final = tuple(n for n in SUMMED_FIGURES if n in HourRow.__dataclass_fields__)
 
 
 def _weighted_mean(column: Any, weight: Any) -> Any:
@@ -277,18 +284,9 @@ def daily_key_tokens(
     """
     if not filters.models and not filters.endpoints:
         d = DailyUsage
-        query = select(
-            d.day,
-            d.key_id,
-            d.total_tokens,
-            d.input_tokens,
-            d.output_tokens,
-            d.requests,
-            d.errors,
-            d.quota,
-        ).where(d.day >= filters.start, d.day <= filters.end)
-        query = query.where(*filters.clauses(d))
         # The columns are selected in DayKeyTokens' order: 100 keys x 90 days is 9,000 rows.
+        query = select(*(getattr(d, field.name) for field in fields(DayKeyTokens)))
+        query = query.where(d.day >= filters.start, d.day <= filters.end, *filters.clauses(d))
         return [DayKeyTokens(*row) for row in conn.execute(query.order_by(d.day, d.key_id)).all()]
     sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for row in hourly_rows(conn, filters, tz, by_key=True):

@@ -21,7 +21,9 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import date, datetime
+from operator import attrgetter
 from typing import Any, Final, cast
 
 import psycopg
@@ -59,6 +61,7 @@ AGGREGATION_WORKERS: Final = 2
 ROLLUP_LOCK_ID: Final = 0x4C434D52
 
 hourly_usage: Final = cast(Table, HourlyUsage.__table__)
+daily_usage: Final = cast(Table, DailyUsage.__table__)
 
 __all__ = [
     "aggregate_calls",
@@ -287,48 +290,32 @@ def daily_from_hours(
 
 # --- writing ----------------------------------------------------------------------------------
 
-_HOURLY_KEYS: Final = ("key_id", "hour", "model", "stream")
+#: The fields of Totals a column holds as they are (the others: a JSON document, histograms).
+_PLAIN_FIELDS: Final = {f.name for f in fields(Totals)} - {
+    "errors_by_class",
+    "latency_histogram",
+    "ttft_histogram",
+}
+
+
+def _plain_columns(table: Table) -> tuple[str, ...]:
+    """The columns of ``table`` that hold a field of Totals as it is, in the table's order."""
+    return tuple(column.name for column in table.columns if column.name in _PLAIN_FIELDS)
+
+
+_HOURLY_KEYS: Final = tuple(column.name for column in hourly_usage.primary_key)
+_HOURLY_FIGURES: Final = _plain_columns(hourly_usage)
 _HOURLY_COLUMNS: Final = (
     *_HOURLY_KEYS,
-    "requests",
-    "errors",
+    *_HOURLY_FIGURES,
     "errors_by_class",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "latency_min_ms",
-    "latency_max_ms",
-    "ttft_min_ms",
-    "ttft_max_ms",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
     "updated_at",
     *LATENCY_HISTOGRAM,
     *TTFT_HISTOGRAM,
 )
-_DAILY_KEYS: Final = ("key_id", "day")
-_DAILY_COLUMNS: Final = (
-    *_DAILY_KEYS,
-    "requests",
-    "errors",
-    "errors_by_class",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "quota",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "updated_at",
-)
+_DAILY_KEYS: Final = tuple(column.name for column in daily_usage.primary_key)
+_DAILY_FIGURES: Final = _plain_columns(daily_usage)
+_DAILY_COLUMNS: Final = (*_DAILY_KEYS, *_DAILY_FIGURES, "errors_by_class", "quota", "updated_at")
 
 
 def _upsert(
@@ -390,29 +377,15 @@ def write_hourly(
     time_of = CONVERTERS[conn.dialect.name][0]
     json_of = _json_of(conn)
     stamp = time_of(now)
+    figures = attrgetter(*_HOURLY_FIGURES)
     rows = [
         (
             key_id,
             time_of(hour),
             model,
             stream,
-            t.requests,
-            t.errors,
+            *figures(t),
             json_of(t.errors_by_class),
-            t.input_tokens,
-            t.output_tokens,
-            t.cache_read_tokens,
-            t.reasoning_tokens,
-            t.total_tokens,
-            t.latency_min_ms,
-            t.latency_max_ms,
-            t.ttft_min_ms,
-            t.ttft_max_ms,
-            t.latency_p50_ms,
-            t.latency_p95_ms,
-            t.latency_p99_ms,
-            t.ttft_p50_ms,
-            t.ttft_p95_ms,
             stamp,
             *t.latency_histogram,
             *t.ttft_histogram,
@@ -437,23 +410,14 @@ def write_daily(
     json_of = _json_of(conn)
     stamp = time_of(now)
     sqlite = conn.dialect.name == "sqlite"
+    figures = attrgetter(*_DAILY_FIGURES)
     rows = [
         (
             key_id,
             day.isoformat() if sqlite else day,
-            t.requests,
-            t.errors,
+            *figures(t),
             json_of(t.errors_by_class),
-            t.input_tokens,
-            t.output_tokens,
-            t.cache_read_tokens,
-            t.reasoning_tokens,
-            t.total_tokens,
             quota,
-            t.latency_p50_ms,
-            t.latency_p95_ms,
-            t.ttft_p50_ms,
-            t.ttft_p95_ms,
             stamp,
         )
         for key_id, day, t, quota in days

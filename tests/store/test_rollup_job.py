@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -9,13 +10,16 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 
 from monitor.config import Settings, load_settings
+from monitor.ledger.histogram import BUCKETS
 from monitor.ledger.quota_day import hour_start
 from monitor.ledger.rollup import DEFAULT_LATE_WINDOW, ROLLUP_NAME, run_rollup
+from monitor.ledger.totals import Totals
 from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
 from monitor.store.calls import insert_calls
 from monitor.store.key_usage import daily_rows, hourly_tokens, key_usage_for_day, quota_for
 from monitor.store.keys import add_key, set_quota
 from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
+from monitor.store.rollups import write_daily, write_hourly
 from monitor.store.watermarks import advance_watermark, get_watermark
 
 BEIJING_MIDNIGHT = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # 2026-11-26 00:00 Beijing
@@ -448,3 +452,27 @@ def test_a_run_that_commits_last_never_moves_the_watermark_back(
         advance_watermark(conn, ROLLUP_NAME, later - timedelta(minutes=1), now=later)
     with engine.connect() as conn:
         assert get_watermark(conn, ROLLUP_NAME) == later
+
+
+def test_rollup_rows_are_written_in_full(engine: Engine) -> None:
+    """write_hourly/write_daily fill every column of their tables (their column lists are
+    derived from the models): one group whose every figure is set leaves no NULL behind."""
+    totals = Totals(
+        errors_by_class={"rate_limit": 2},
+        latency_histogram=list(range(1, BUCKETS + 1)),
+        ttft_histogram=list(range(2, BUCKETS + 2)),
+    )
+    figures = {f.name: i for i, f in enumerate(fields(Totals)) if f.default is not MISSING}
+    for name, value in figures.items():
+        setattr(totals, name, value)
+    hour = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        write_hourly(conn, {("k_alpha", hour, "LongCat-2.0", True): totals}, now=hour)
+        write_daily(conn, [("k_alpha", DAY_BEFORE, totals, 500_000)], now=hour)
+    with engine.connect() as conn:
+        for model in (HourlyUsage, DailyUsage):
+            (row,) = conn.execute(select(model.__table__)).mappings().all()
+            assert [name for name, value in row.items() if value is None] == []
+            assert {name: row[name] for name in figures if name in row} == {
+                name: value for name, value in figures.items() if name in row
+            }
