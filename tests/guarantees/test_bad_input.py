@@ -1,7 +1,7 @@
 """Bad input at every door: one clear line naming what to fix, a non-zero exit, nothing changed.
 
-(Keys on the command line: tests/test_cli_keys.py; SMTP refusing a login: tests/alerts/;
-a corrupt spool: tests/test_spool.py.)
+(Keys on the command line: tests/cli/test_keys.py; SMTP refusing a login: tests/alerts/;
+a corrupt spool: tests/recording/test_spool.py.)
 """
 
 from __future__ import annotations
