@@ -20,6 +20,7 @@ Tests that use a Postgres fixture get the ``postgres`` marker automatically.
 - ``sim``: one LongCat simulator for the whole session (a test that needs other options starts
   its own ``RunningSimulator``).
 - ``captured``: a :class:`capture.CapturedCalls` to pass as ``recorder=``.
+- ``smtp_server``: a plain SMTP server on loopback that keeps what it receives.
 
 Helpers the tests import by name (``tests/`` is on ``sys.path``, as this file's folder):
 ``waiting.eventually`` to wait for another thread or process, ``dependencies.require`` for a
@@ -42,6 +43,7 @@ import pytest
 from capture import CapturedCalls
 from dependencies import require
 from psycopg import sql
+from smtp_server import SmtpServer, running_smtp_server
 
 from monitor import config as monitor_config
 from monitor import safety
@@ -142,6 +144,16 @@ def sim() -> Iterator[RunningSimulator]:
     """The LongCat simulator with default options, on a free port, for the whole session."""
     with RunningSimulator() as running:
         yield running
+
+
+# --- SMTP ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server that accepts everything and keeps it in ``.received``."""
+    with running_smtp_server() as server:
+        yield server
 
 
 # --- SQLite ---------------------------------------------------------------------------------

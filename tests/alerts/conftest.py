@@ -1,4 +1,4 @@
-"""Fixtures for the alert tests: a real SMTP server on loopback."""
+"""Fixtures for the alert tests: an SMTP server that wants STARTTLS and a login."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ from pathlib import Path
 
 import pytest
 from smtp_server import SmtpServer, running_smtp_server
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A plain SMTP server that accepts everything and keeps it in ``.received``."""
-    with running_smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

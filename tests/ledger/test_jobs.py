@@ -39,12 +39,6 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with running_smtp_server() as server:
-        yield server
-
-
 def settings_for(engine: Engine, server: SmtpServer, **extra: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": engine.url.render_as_string(hide_password=False),
@@ -90,14 +84,14 @@ def register(engine: Engine, recipients: tuple[str, ...] = ("owner@example.com",
 
 
 def test_crossings_send_one_email_each_and_name_the_highest(
-    engine: Engine, smtp: SmtpServer
+    engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    settings = settings_for(engine, smtp)
+    settings = settings_for(engine, smtp_server)
     register(engine)
     insert(engine, calls(T0 - timedelta(hours=8), 26, 10_000))  # 260,000 of 500,000: 52 %
     result = run_tick(engine, settings, T0)
     assert (result.decided, result.sent) == (1, 1)
-    [mail] = smtp.received
+    [mail] = smtp_server.received
     assert mail.recipients == ["owner@example.com"]
     assert mail.subject == "[LongCat monitor] search (…9f3c) passed 50% of its daily quota"
     text, html = mail.part("plain"), mail.part("html")
@@ -114,7 +108,7 @@ def test_crossings_send_one_email_each_and_name_the_highest(
     insert(engine, calls(T0 + timedelta(seconds=61), 22, 10_000))
     run_tick(engine, settings, T0 + timedelta(minutes=2))
     run_tick(engine, settings, T0 + timedelta(minutes=3))
-    quota_mails = [m.subject for m in smtp.received if "of its daily quota" in m.subject]
+    quota_mails = [m.subject for m in smtp_server.received if "of its daily quota" in m.subject]
     assert quota_mails[1:] == ["[LongCat monitor] search (…9f3c) passed 90% of its daily quota"]
     with engine.connect() as conn:
         rows = {(r.rule, r.threshold): r for r in ledger_rows(conn, KEY)}
@@ -127,16 +121,16 @@ def test_crossings_send_one_email_each_and_name_the_highest(
 
 
 def test_same_crossing_on_the_next_beijing_day_alerts_again(
-    engine: Engine, smtp: SmtpServer
+    engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    settings = settings_for(engine, smtp)
+    settings = settings_for(engine, smtp_server)
     last_second = datetime(2026, 3, 10, 15, 59, 59, tzinfo=UTC)  # 23:59:59 Beijing
     midnight = datetime(2026, 3, 10, 16, 0, 0, tzinfo=UTC)  # 00:00:00 Beijing, 11 March
     insert(engine, calls(last_second - timedelta(seconds=30), 26, 10_000))
     run_tick(engine, settings, last_second)
     insert(engine, calls(midnight, 26, 10_000))
     run_tick(engine, settings, midnight + timedelta(seconds=30))
-    assert [m.subject.endswith("passed 50% of its daily quota") for m in smtp.received] == [
+    assert [m.subject.endswith("passed 50% of its daily quota") for m in smtp_server.received] == [
         True,
         True,
     ]
@@ -146,7 +140,7 @@ def test_same_crossing_on_the_next_beijing_day_alerts_again(
     # The digest of the 10th goes out after the reset (once), to MONITOR_ALERT_TO.
     run_tick(engine, settings, midnight + timedelta(minutes=20))
     run_tick(engine, settings, midnight + timedelta(minutes=21))
-    digests = [m for m in smtp.received if "daily summary for 2026-03-10" in m.subject]
+    digests = [m for m in smtp_server.received if "daily summary for 2026-03-10" in m.subject]
     assert len(digests) == 1
     assert "26 calls, 0 errors, 260,000 tokens (52% of its quota)" in digests[0].part("plain")
 
@@ -177,8 +171,8 @@ def test_smtp_failing_twice_then_accepting_sends_exactly_one(engine: Engine) -> 
         assert (row.status, row.attempts, row.sent_at) == ("sent", 3, T0 + timedelta(minutes=3))
 
 
-def test_gives_up_after_max_attempts(engine: Engine, smtp: SmtpServer) -> None:
-    settings = settings_for(engine, smtp)
+def test_gives_up_after_max_attempts(engine: Engine, smtp_server: SmtpServer) -> None:
+    settings = settings_for(engine, smtp_server)
     insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
 
     def broken(_: Email) -> None:
@@ -197,21 +191,21 @@ def test_gives_up_after_max_attempts(engine: Engine, smtp: SmtpServer) -> None:
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 2, None)
 
 
-def test_no_recipients_is_recorded_not_retried(engine: Engine, smtp: SmtpServer) -> None:
-    settings = settings_for(engine, smtp, alert_to=())
+def test_no_recipients_is_recorded_not_retried(engine: Engine, smtp_server: SmtpServer) -> None:
+    settings = settings_for(engine, smtp_server, alert_to=())
     insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
     assert run_tick(engine, settings, T0).no_recipients == 1
     run_tick(engine, settings, T0 + timedelta(hours=1))
-    assert smtp.received == []
+    assert smtp_server.received == []
     with engine.connect() as conn:
         [row] = ledger_rows(conn, KEY)
     assert (row.status, row.attempts) == ("no_recipients", 0)
 
 
 def test_claim_left_sending_by_a_crash_is_retried_after_the_lease(
-    engine: Engine, smtp: SmtpServer
+    engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    settings = settings_for(engine, smtp)
+    settings = settings_for(engine, smtp_server)
     insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
 
     def crash(_: Email) -> None:
@@ -224,53 +218,53 @@ def test_claim_left_sending_by_a_crash_is_retried_after_the_lease(
     assert row.status == "sending"
     assert run_tick(engine, settings, T0 + timedelta(minutes=4)).sent == 0  # lease not over
     assert run_tick(engine, settings, T0 + timedelta(minutes=6)).sent == 1
-    assert len(smtp.received) == 1
+    assert len(smtp_server.received) == 1
 
 
 def test_forecast_email_when_the_burn_rate_runs_out_before_the_reset(
-    engine: Engine, smtp: SmtpServer
+    engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    settings = settings_for(engine, smtp)
+    settings = settings_for(engine, smtp_server)
     now = T0 + timedelta(minutes=30)  # 10:30 Beijing; the window starts at 09:00
     insert(engine, calls(T0 - timedelta(minutes=60), 9, 10_000))  # 90,000 in 90 min: 60k/h
     run_tick(engine, settings, now)
-    [mail] = smtp.received  # 18 %: no threshold yet; 410,000 left at 60k/h: 17:20 Beijing
+    [mail] = smtp_server.received  # 18 %: no threshold yet; 410,000 left at 60k/h: 17:20 Beijing
     assert mail.subject.endswith("will exhaust its quota at about 17:20 Beijing time")
     assert "at the current rate of 60,000 tokens/hour" in mail.part("plain")
     # A forecast no earlier is not sent again; a much earlier one is.
     insert(engine, calls(now, 1, 1_000))
     run_tick(engine, settings, now + timedelta(minutes=5))
-    assert len(smtp.received) == 1
+    assert len(smtp_server.received) == 1
     insert(engine, calls(now + timedelta(minutes=5), 10, 10_000))
     run_tick(engine, settings, now + timedelta(minutes=10))
-    assert len(smtp.received) == 2 and "will exhaust" in smtp.received[1].subject
+    assert len(smtp_server.received) == 2 and "will exhaust" in smtp_server.received[1].subject
 
 
-def test_error_rate_and_401_burst_once_per_window(engine: Engine, smtp: SmtpServer) -> None:
-    settings = settings_for(engine, smtp)
+def test_error_rate_and_401_burst_once_per_window(engine: Engine, smtp_server: SmtpServer) -> None:
+    settings = settings_for(engine, smtp_server)
     start = T0 + timedelta(minutes=1)
     insert(engine, calls(start, 15, 100))
     insert(engine, calls(start + timedelta(seconds=20), 6, 0, status=429, error="rate_limit"))
     insert(engine, calls(start + timedelta(seconds=30), 5, 0, status=401, error="auth"))
     run_tick(engine, settings, T0 + timedelta(minutes=5))
     run_tick(engine, settings, T0 + timedelta(minutes=6))
-    subjects = sorted(m.subject for m in smtp.received)
+    subjects = sorted(m.subject for m in smtp_server.received)
     assert subjects == [
         "[LongCat monitor] unnamed key …9f3c: 23% of calls rate-limited or failing",
         "[LongCat monitor] unnamed key …9f3c: 5 calls refused with 401",
     ]
     assert "6 of 26 calls (23%) got 429 or 5xx in the 5 minutes from 10:00" in "\n".join(
-        m.part("plain") for m in smtp.received
+        m.part("plain") for m in smtp_server.received
     )
     # The next window alerts again if it is still bad.
     insert(engine, calls(T0 + timedelta(minutes=16), 5, 0, status=401, error="auth"))
     run_tick(engine, settings, T0 + timedelta(minutes=17))
-    assert len(smtp.received) == 3
+    assert len(smtp_server.received) == 3
 
 
-def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp: SmtpServer) -> None:
+def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp_server: SmtpServer) -> None:
     """Several processes' ticks at once, no leader: the ledger alone prevents duplicates."""
-    settings = settings_for(engine, smtp)
+    settings = settings_for(engine, smtp_server)
     insert(engine, calls(T0 - timedelta(hours=5), 48, 10_000))  # 96 %
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -291,7 +285,8 @@ def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp: SmtpServer)
     for t in threads:
         t.join()
     assert errors == []
-    assert [m.subject.endswith("passed 90% of its daily quota") for m in smtp.received] == [True]
+    [mail] = smtp_server.received
+    assert mail.subject.endswith("passed 90% of its daily quota")
     with engine.connect() as conn:
         assert sorted((r.threshold, r.status) for r in ledger_rows(conn, KEY)) == [
             (50, "skipped"),
@@ -300,8 +295,8 @@ def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp: SmtpServer)
         ]
 
 
-def test_ledger_columns_round_trip(engine: Engine, smtp: SmtpServer) -> None:
-    settings = settings_for(engine, smtp)
+def test_ledger_columns_round_trip(engine: Engine, smtp_server: SmtpServer) -> None:
+    settings = settings_for(engine, smtp_server)
     insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
     run_tick(engine, settings, T0, worker="host-a:1")
     with engine.begin() as conn:
@@ -339,11 +334,11 @@ def _quota_mails(smtp: SmtpServer) -> list[str]:
 
 
 def test_tick_command_end_to_end(
-    sqlite_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from monitor.config import get_settings
 
-    _env_for_cli(monkeypatch, sqlite_url, smtp)
+    _env_for_cli(monkeypatch, sqlite_url, smtp_server)
     engine = make_engine(sqlite_url)
     upgrade(engine)
     # The clock is pinned at 14:00 Beijing time, whatever hour the suite runs at: 260,000 tokens
@@ -356,26 +351,26 @@ def test_tick_command_end_to_end(
         with time_machine.travel(now, tick=True):
             first = _tick()
             assert "alerts" in first and first.count("\n") == 1
-            assert _quota_mails(smtp) == [
+            assert _quota_mails(smtp_server) == [
                 "[LongCat monitor] unnamed key …9f3c passed 50% of its daily quota"
             ]
-            count = len(smtp.received)
+            count = len(smtp_server.received)
             second = _tick()
         assert "e-mails 0 sent" in second
-        assert len(smtp.received) == count
+        assert len(smtp_server.received) == count
     finally:
         get_settings.cache_clear()
 
 
 def test_tick_across_midnight_beijing_time_starts_a_new_quota_day(
-    sqlite_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Calls just before 00:00 Beijing time (16:00 UTC) count toward the day that is ending; a
     tick just after midnight starts the new day from zero and alerts nothing for it."""
     from monitor.config import get_settings
     from monitor.store.key_usage import daily_rows
 
-    _env_for_cli(monkeypatch, sqlite_url, smtp)
+    _env_for_cli(monkeypatch, sqlite_url, smtp_server)
     engine = make_engine(sqlite_url)
     upgrade(engine)
     before_midnight = datetime(2026, 3, 10, 15, 55, tzinfo=UTC)  # 23:55 Beijing, 10 March
@@ -383,7 +378,7 @@ def test_tick_across_midnight_beijing_time_starts_a_new_quota_day(
     try:
         with time_machine.travel(before_midnight, tick=True):
             _tick()
-        assert _quota_mails(smtp) == [
+        assert _quota_mails(smtp_server) == [
             "[LongCat monitor] unnamed key …9f3c passed 50% of its daily quota"
         ]
         after_midnight = datetime(2026, 3, 10, 16, 5, tzinfo=UTC)  # 00:05 Beijing, 11 March
@@ -393,7 +388,7 @@ def test_tick_across_midnight_beijing_time_starts_a_new_quota_day(
         insert(engine, calls(datetime(2026, 3, 10, 16, 0, tzinfo=UTC), 3, 10_000))
         with time_machine.travel(after_midnight, tick=True):
             _tick()
-        assert len(_quota_mails(smtp)) == 1  # nothing for the new day: 30,000 of 500,000
+        assert len(_quota_mails(smtp_server)) == 1  # nothing for the new day: 30,000 of 500,000
         with engine.connect() as conn:
             days = {(row.day.isoformat(), row.total_tokens) for row in daily_rows(conn, KEY)}
         assert days == {("2026-03-10", 270_000), ("2026-03-11", 30_000)}
