@@ -21,6 +21,9 @@ Tests that use a Postgres fixture get the ``postgres`` marker automatically.
   its own ``RunningSimulator``).
 - ``captured``: a :class:`capture.CapturedCalls` to pass as ``recorder=``.
 - ``smtp_server``: a plain SMTP server on loopback that keeps what it receives.
+- ``midday``: the clock set to noon Beijing time (and ticking), for a test that reads "now" and
+  must not straddle the quota day's reset at midnight; ``recently``: the same promise, with the
+  real clock, for a test whose child process reads the time.
 
 Helpers the tests import by name (``tests/`` is on ``sys.path``, as this file's folder):
 ``waiting.eventually`` to wait for another thread or process, ``dependencies.require`` for a
@@ -32,14 +35,16 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import time_machine
 from capture import CapturedCalls
 from dependencies import require
 from psycopg import sql
@@ -48,6 +53,7 @@ from smtp_server import SmtpServer, running_smtp_server
 from monitor import config as monitor_config
 from monitor import safety
 from monitor.config import get_settings
+from monitor.ledger.quota_day import day_start, next_reset, quota_day
 from monitor.recording.recorder import InMemorySink, Recorder, set_recorder
 from monitor.records import CallRecord
 from monitor.simulator import RunningSimulator
@@ -90,6 +96,40 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     if leftover is not None:
         leftover.shutdown(timeout=10)
     get_settings.cache_clear()
+
+
+# --- the clock -----------------------------------------------------------------------------
+
+#: 12:00 Beijing time on 10 March 2026: twelve hours from either end of its quota day.
+MIDDAY = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def midday() -> Iterator[datetime]:
+    """This process's clock set to :data:`MIDDAY`, ticking from there (time-machine): what the
+    test and the code it runs in this process call "now" stays inside one quota day. A child
+    process keeps the real clock."""
+    with time_machine.travel(MIDDAY, tick=True):
+        yield MIDDAY
+
+
+#: How long a test using ``recently`` may run: it waits past midnight when the day ends sooner.
+REAL_CLOCK_MARGIN = timedelta(minutes=2)
+
+
+@pytest.fixture
+def recently() -> datetime:
+    """Five minutes ago, or the start of today's quota day if that is later: where a test whose
+    child process reads the real clock puts "recent" calls. When the day (in the configured
+    zone) ends within :data:`REAL_CLOCK_MARGIN`, this first waits until half a minute past its
+    end, so the test and its child see one quota day."""
+    tz = get_settings().tz
+    now = datetime.now(UTC)
+    reset = next_reset(now, tz)
+    if reset - now < REAL_CLOCK_MARGIN:
+        time.sleep((reset - now).total_seconds() + 30)
+        now = datetime.now(UTC)
+    return max(now - timedelta(minutes=5), day_start(quota_day(now, tz), tz))
 
 
 # --- records --------------------------------------------------------------------------------

@@ -57,14 +57,14 @@ def dump_database(engine: Engine) -> str:
     return "\n".join(lines)
 
 
-def test_add_from_stdin_stores_only_the_fingerprint(engine: Engine) -> None:
+def test_add_from_stdin_stores_only_the_fingerprint(engine: Engine, midday: datetime) -> None:
     result = run(
         "add", "search", "--quota", "5,000,000", "--email", "ops@example.com", input=RAW_KEY + "\n"
     )
     assert result.exit_code == 0, result.output
     assert "search" in result.output and "5,000,000" in result.output
     assert registered(engine) == {"search": (key_id(RAW_KEY), RAW_KEY[-4:], ["ops@example.com"])}
-    today = quota_day(datetime.now(UTC), get_settings().tz)
+    today = quota_day(midday, get_settings().tz)
     with engine.connect() as conn:
         assert [(q.effective_from, q.quota) for q in quota_history(conn, key_id(RAW_KEY))] == [
             (today, 5_000_000)
@@ -177,7 +177,7 @@ def test_set_quota_keeps_earlier_days(engine: Engine) -> None:
     assert (date(2026, 11, 25), 5_000_000) in [(q.effective_from, q.quota) for q in history]
 
 
-def test_list_shows_usage_and_unnamed_keys(engine: Engine) -> None:
+def test_list_shows_usage_and_unnamed_keys(engine: Engine, midday: datetime) -> None:
     assert run("add", "search", "--quota", "1000", input=RAW_KEY).exit_code == 0
     now = datetime.now(UTC) - timedelta(seconds=1)
     stray = key_id(OTHER_KEY)

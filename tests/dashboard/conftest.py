@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -10,7 +11,10 @@ from seeding import APP, Seeded, seed
 
 
 @pytest.fixture
-def seeded(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
+def seeded(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, midday: datetime
+) -> Iterator[Seeded]:
+    """Seeded at noon Beijing time: "today" has calls, and the day does not end mid-test."""
     monkeypatch.setenv("MONITOR_DATABASE_URL", database_url)
     monkeypatch.setenv("MONITOR_ALERT_TO", "team@example.com")
     data = seed(database_url)

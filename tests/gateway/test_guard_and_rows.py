@@ -58,7 +58,7 @@ def test_rows_land_in_api_calls_as_gateway_calls(
 
 
 def test_guard_refuses_once_the_quota_is_used_up_by_the_gateways_own_calls(
-    sqlite_url: str, gateway_for: GatewayFactory, captured: CapturedCalls
+    sqlite_url: str, gateway_for: GatewayFactory, captured: CapturedCalls, midday: datetime
 ) -> None:
     gateway = gateway_for(
         recorder=captured,
@@ -95,7 +95,7 @@ def test_guard_refuses_once_the_quota_is_used_up_by_the_gateways_own_calls(
 
 
 def test_guard_reads_the_rollup_and_the_registered_quota(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, gateway_for: GatewayFactory
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, gateway_for: GatewayFactory, midday: datetime
 ) -> None:
     use_database(monkeypatch, sqlite_url)
     settings = get_settings()

@@ -86,7 +86,7 @@ def call(key: str, hint: str, **fields: Any) -> CallRecord:
 
 
 @pytest.fixture
-def seeded(database_url: str) -> Iterator[tuple[Engine, Settings]]:
+def seeded(database_url: str, midday: datetime) -> Iterator[tuple[Engine, Settings]]:
     settings = load_settings(database_url=database_url)
     engine = make_engine(database_url)
     upgrade(engine)
@@ -174,12 +174,12 @@ def test_other_paths_are_not_found(server: MetricsServer) -> None:
     assert httpx.get(f"http://127.0.0.1:{server.port}/").status_code == 404
 
 
-def test_the_scheduler_command_serves_metrics(tmp_path: Path) -> None:
+def test_the_scheduler_command_serves_metrics(tmp_path: Path, recently: datetime) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     engine = make_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
-        insert_calls(conn, [call("k_x", "wxyz")])
+        insert_calls(conn, [call("k_x", "wxyz", started_at=recently)])
     engine.dispose()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -203,7 +203,9 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
         assert all(r.attempts == 1 for r in sent)
 
 
-def test_scheduler_command_runs_ticks_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_scheduler_command_runs_ticks_and_stops_on_sigterm(
+    tmp_path: Path, recently: datetime
+) -> None:
     db = tmp_path / "monitor.db"
     with running_smtp_server() as server:
         env = os.environ | {
@@ -214,7 +216,7 @@ def test_scheduler_command_runs_ticks_and_stops_on_sigterm(tmp_path: Path) -> No
         }
         engine = make_engine(f"sqlite:///{db}")
         upgrade(engine)
-        insert(engine, calls(datetime.now(UTC) - timedelta(minutes=5), 26, 10_000))
+        insert(engine, calls(recently, 26, 10_000))
         engine.dispose()
         proc = subprocess.Popen(
             [
@@ -262,4 +264,3 @@ def terminate_lock_sessions(engine: Engine) -> None:
             ),
             {"lock_id": LEADER_LOCK_ID},
         )
-
