@@ -8,8 +8,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Long enough for a loaded machine (two cores shared by several suites); a passing test
-#: waits only as long as the condition takes.
+#: Long enough for a loaded CI machine; a passing test waits only as long as its condition takes.
 DEFAULT_TIMEOUT_S = 30.0
 
 
