@@ -39,13 +39,15 @@ MAX_LABELS: Final = 16
 KEY_FRAGMENT_CHARS: Final = 10
 REDACTED: Final = "[redacted]"
 
-#: The string fields of a record from traffic, and how long each may be. The others (``api``,
-#: ``key_id``, ``usage_source``, ``source``, ``event_id``) are set by the monitor itself.
+#: The string fields of a record that traffic (or a spool file) can fill, and how long each may
+#: be. The others (``api``, ``key_id``, ``usage_source``, ``source``, ``event_id``) are set by
+#: the monitor itself and checked when read back from a spool.
 _FIELD_LIMITS: Final = (
     ("endpoint", MAX_FIELD_CHARS),
     ("method", MAX_FIELD_CHARS),
     ("model", MAX_FIELD_CHARS),
     ("key_hint", MAX_FIELD_CHARS),
+    ("error_type", MAX_FIELD_CHARS),
     ("error_code", MAX_FIELD_CHARS),
     ("error_message", MAX_MESSAGE_CHARS),
     ("request_id", MAX_FIELD_CHARS),
