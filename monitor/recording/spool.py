@@ -31,8 +31,8 @@ import dataclasses
 import errno
 import fcntl
 import json
-import os
 import math
+import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -120,9 +120,7 @@ def _check_field(name: str, value: Any) -> None:
             type(value) is int and 0 <= value <= _MAX_INT
         )
     elif name in _TIMES:
-        ok = value is None or (
-            type(value) in (int, float) and math.isfinite(value) and value >= 0
-        )
+        ok = value is None or (type(value) in (int, float) and math.isfinite(value) and value >= 0)
     elif name == "stream":
         ok = type(value) is bool
     elif name == "labels":
