@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX: Final = "MONITOR_"
 DEFAULT_HOME: Final = Path.home() / ".longcat-monitor"
@@ -101,6 +102,13 @@ class Settings(BaseSettings):
             )
         if value.startswith("postgres:"):
             value = "postgresql:" + value.removeprefix("postgres:")
+        try:
+            make_url(value).port  # noqa: B018 - parsing it is the check
+        except (ArgumentError, ValueError):
+            # the URL may hold a password: it is not repeated here
+            raise ValueError(
+                "is not a database URL SQLAlchemy can read (is the port a number?)"
+            ) from None
         return value
 
     @field_validator("quota_tz")

@@ -62,8 +62,21 @@ class RenderedEmail:
 
 
 def key_label(name: str | None, hint: str) -> str:
-    """``ci-bot (…a1b2)``, or ``unnamed key …a1b2`` for a key seen only in traffic."""
-    return f"{name} (…{hint})" if name else f"unnamed key …{hint}"
+    """``ci-bot (…a1b2)``, or ``unnamed key …a1b2`` for a key seen only in traffic.
+
+    A hint comes from traffic: a character that is not printable (a line break such as ``\x85``
+    or ``\x0b``, which no e-mail header may hold) is shown as ``?``.
+
+    >>> key_label(None, "a\x0bb\x85")
+    'unnamed key …a?b?'
+    """
+    hint = printable(hint)
+    return f"{printable(name)} (…{hint})" if name else f"unnamed key …{hint}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks included) as ``?``."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def zone_label(tz: ZoneInfo) -> str:

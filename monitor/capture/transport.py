@@ -21,6 +21,7 @@ from monitor.capture.labels import current_labels
 from monitor.capture.observer import CallerDecodeError, CallObserver
 from monitor.records import CallRecord
 from monitor.safety import report_failure
+from monitor.scrub import KeyForms
 
 Submit = Callable[[CallRecord], None]
 
@@ -57,6 +58,7 @@ class CallStarter:
         self.source = source
         self._key_secret = key_secret
         self._fingerprints: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+        self._key_forms: dict[tuple[str | None, str | None], KeyForms] = {}
 
     def __repr__(self) -> str:  # the fingerprint cache is keyed by raw keys: never show it
         return f"CallStarter(source={self.source!r})"
@@ -92,7 +94,21 @@ class CallStarter:
         if api == "openai" and facts.stream and not facts.wants_stream_usage and parsed is not None:
             request = _with_body(http, request, with_stream_usage(body, parsed))
             strip = True
-        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip), request
+        key = self._forms(headers.get("authorization"), headers.get("x-api-key"))
+        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip, key=key), request
+
+    def _forms(self, authorization: str | None, x_api_key: str | None) -> KeyForms:
+        """The forms of every credential these headers carry, for the record to be scrubbed of
+        them; cached like the fingerprints."""
+        forms = self._key_forms.get((authorization, x_api_key))
+        if forms is None:
+            credential = (authorization or "").strip()
+            credential = credential.partition(" ")[2] or credential  # the value after "Bearer"
+            forms = KeyForms(value for value in (credential, x_api_key) if value)
+            if len(self._key_forms) >= FINGERPRINT_CACHE_SIZE:
+                self._key_forms.clear()
+            self._key_forms[authorization, x_api_key] = forms
+        return forms
 
     def _fingerprint(
         self, authorization: str | None, x_api_key: str | None

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from monitor.alerts.delivery import DeliveryError, Email, Sender, SmtpSender
 from monitor.alerts.forecast import Forecast, forecast_exhaustion, recent_window_start
-from monitor.alerts.messages import AlertFacts, render
+from monitor.alerts.messages import SUBJECT_PREFIX, AlertFacts, render
 from monitor.alerts.rules import (
     DIGEST_DELAY,
     Decision,
@@ -255,8 +255,24 @@ class _Facts:
             window_unauthorized=window.unauthorized if window else 0,
             dashboard_url=self.settings.dashboard_url,
         )
-        mail = render(facts)
         recipients = recipients_for(u, self.settings)
+        try:
+            mail = render(facts)
+        except Exception as exc:  # one alert that cannot be built stops no other
+            logger.warning("alert %s for key %s cannot be built: %r", decision.rule, u.key_id, exc)
+            return ledger.NewAlert(
+                key_id=u.key_id,
+                day=decision.day,
+                rule=decision.rule,
+                threshold=decision.threshold,
+                status=ledger.FAILED,
+                recipients=recipients,
+                subject=f"{SUBJECT_PREFIX} {decision.rule} alert for key {u.key_id}",
+                body_text="",
+                body_html="",
+                detail=f"cannot build the e-mail: {type(exc).__name__}: {exc}"[:500],
+                forecast_at=decision.forecast_at,
+            )
         if not decision.send:
             status = ledger.SKIPPED
         elif not recipients:
@@ -306,23 +322,41 @@ def _deliver(
         email = Email(row.recipients, row.subject, row.body_text, row.body_html)
         try:
             send(email)
-        except DeliveryError as exc:
-            counts.failed_attempts += 1
-            with engine.begin() as conn:
-                status = ledger.mark_failed(
-                    conn, row.id, str(exc), worker=worker, now=now, policy=retry
-                )
-            if status == ledger.FAILED:
-                counts.gave_up += 1
-            logger.warning(
-                "alert %d (%s) not sent, attempt %d: %s; now %s",
-                row.id,
-                row.subject,
-                row.attempts + 1,
-                exc,
-                status,
-            )
+        except Exception as exc:  # one alert that cannot be sent stops no other
+            _failed(engine, row, exc, worker=worker, now=now, retry=retry, counts=counts)
             continue
         with engine.begin() as conn:
             ledger.mark_sent(conn, row.id, worker=worker, now=now)
         counts.sent += 1
+
+
+def _failed(
+    engine: Engine,
+    row: ledger.AlertRow,
+    exc: Exception,
+    *,
+    worker: str,
+    now: datetime,
+    retry: ledger.RetryPolicy,
+    counts: _Counts,
+) -> None:
+    """Note a failed send. The SMTP server's answer (:class:`DeliveryError`) is retried with
+    back-off; anything else (an e-mail that cannot be built) would fail the same way again, so
+    the alert is failed at once, with its reason."""
+    final = not isinstance(exc, DeliveryError)
+    reason = f"{type(exc).__name__}: {exc}" if final else str(exc)
+    counts.failed_attempts += 1
+    with engine.begin() as conn:
+        status = ledger.mark_failed(
+            conn, row.id, reason, worker=worker, now=now, policy=retry, final=final
+        )
+    if status == ledger.FAILED:
+        counts.gave_up += 1
+    logger.warning(
+        "alert %d (%s) not sent, attempt %d: %s; now %s",
+        row.id,
+        row.subject,
+        row.attempts + 1,
+        reason,
+        status,
+    )

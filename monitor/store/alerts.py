@@ -244,12 +244,14 @@ def mark_failed(
     worker: str,
     now: datetime,
     policy: RetryPolicy = RetryPolicy(),
+    final: bool = False,
 ) -> str:
-    """Record a failed attempt: ``retrying`` with backoff, or ``failed`` after the last one."""
+    """Record a failed attempt: ``retrying`` with backoff, or ``failed`` after the last one (or
+    at once when ``final``: a failure no retry will change)."""
     attempts = conn.execute(
         select(AlertLedger.attempts).where(AlertLedger.id == alert_id)
     ).scalar_one()
-    final = attempts >= policy.max_attempts
+    final = final or attempts >= policy.max_attempts
     status = FAILED if final else RETRYING
     conn.execute(
         update(AlertLedger)

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam
 from monitor.ledger.histogram import BUCKETS, BUCKETS_PER_E, LAST
 from monitor.ledger.totals import Totals
 from monitor.records import UNBILLED_ERROR_TYPES
-from monitor.store.models import UTCDateTime
+from monitor.store.models import ROLLUP_KEY_CHARS, UTCDateTime
 
 __all__ = ["bin_sql", "bind_params", "calls_window", "grouped_calls_sql", "instant", "totals_of"]
 
@@ -107,7 +107,8 @@ def grouped_calls_sql(
     postgres = conn.dialect.name == "postgresql"
     binned = f"{bin_sql(conn, 'started_at', bin_width)} AS bin, " if bin_width is not None else ""
     calls = (
-        f"SELECT key_id, {binned}coalesce(model, '') AS model, stream, error_type, "
+        f"SELECT key_id, {binned}substr(coalesce(model, ''), 1, {ROLLUP_KEY_CHARS}) AS model, "
+        "stream, error_type, "
         f"{', '.join(_TOKENS)}, coalesce(total_tokens, "
         "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS tokens, "
         f"latency_ms, ttft_ms, {_bucket(conn, 'latency_ms')} AS lb, "

@@ -37,6 +37,10 @@ ERROR_MESSAGE_CHARS: Final = 500
 #: Longest ``alert_ledger.last_error`` kept.
 LAST_ERROR_CHARS: Final = 500
 KEY_HINT_CHARS: Final = 8
+#: The most characters of a model, endpoint or label name a rollup or summary row keys on: a
+#: value of ``api_calls`` stored longer (by an older version) is cut, so no primary key grows
+#: past Postgres's btree row limit (2,704 bytes).
+ROLLUP_KEY_CHARS: Final = 200
 EVENT_ID_CHARS: Final = 32
 
 
