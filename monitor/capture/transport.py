@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from monitor.capture.bodies import RequestFacts, api_for_path, request_facts, with_stream_usage
+from monitor.capture.bodies import (
+    RequestFacts,
+    api_for_path,
+    is_responses_path,
+    request_facts,
+    with_stream_usage,
+)
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import current_labels
 from monitor.capture.observer import CallerDecodeError, CallObserver
@@ -89,7 +95,13 @@ class CallStarter:
         record.model = facts.model
         record.stream = facts.stream
         strip = False
-        if api == "openai" and facts.stream and not facts.wants_stream_usage and parsed is not None:
+        if (
+            api == "openai"
+            and facts.stream
+            and not facts.wants_stream_usage
+            and parsed is not None
+            and not is_responses_path(path)  # its streams always end with their usage
+        ):
             request = _with_body(http, request, with_stream_usage(body, parsed))
             strip = True
         return CallObserver(record, facts, self.submit, strip_usage_chunk=strip), request

@@ -57,8 +57,13 @@ def sse(event: dict[str, Any]) -> bytes:
 def stream_events() -> list[bytes]:
     """A Responses API stream as LongCat ends it: ``response.completed``, then the connection
     closes, with no ``[DONE]``."""
-    item = {"id": "msg_1", "type": "message", "role": "assistant", "status": "in_progress",
-            "content": []}
+    item = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "in_progress",
+        "content": [],
+    }
     part = {"type": "output_text", "text": "", "annotations": []}
     at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
     return [
