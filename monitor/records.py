@@ -86,6 +86,7 @@ class CallRecord:
     usage_source: UsageSource = "none"
     attempt: int = 0
     request_id: str | None = None
+    client: str | None = None  # the tool that made the call, from its User-Agent
     labels: dict[str, str] = field(default_factory=dict)
     source: str = "wrapper"
     event_id: str = field(default_factory=new_event_id)
