@@ -187,6 +187,11 @@ class StreamReader:
             self._uncounted.clear()
             self._uncounted_size = 0
 
+    def _note_model(self, data: bytes) -> None:
+        """Take the model name from the first event that names one."""
+        if found := _MODEL.search(data):
+            self.model = found.group(1).decode("utf-8", "replace")
+
     def _error_event(self, payload: Any) -> None:
         kind, code, message, _ = error_fields(payload)
         self.error = ErrorInfo("stream_error", code or kind, message)
@@ -202,8 +207,8 @@ class OpenAIStreamReader(StreamReader):
         if data == b"[DONE]" or (data.find(b"[DONE]") >= 0 and data.strip() == b"[DONE]"):
             self.ended = True
             return False
-        if self.model is None and (found := _MODEL.search(data)):
-            self.model = found.group(1).decode("utf-8", "replace")
+        if self.model is None:
+            self._note_model(data)
         if event.name == "error" or (data.find(b'"error"') >= 0 and _ERROR_KEY.match(data)):
             self._error_event(_loads(data))
             return False
@@ -225,8 +230,8 @@ class OpenAIStreamReader(StreamReader):
             return False
         if piece.find(b"[DONE]") >= 0 and _OPENAI_DONE.search(piece):
             self.ended = True
-        if self.model is None and (found := _MODEL.search(piece)):
-            self.model = found.group(1).decode("utf-8", "replace")
+        if self.model is None:
+            self._note_model(piece)
         self._content(piece)
         return True
 
@@ -318,8 +323,8 @@ class ResponsesStreamReader(StreamReader):
         if not name or name == "message":  # data lines only: the type is in the payload
             found = _EVENT_TYPE.search(data)
             name = found.group(1).decode("ascii", "replace") if found else ""
-        if self.model is None and (found := _MODEL.search(data)):
-            self.model = found.group(1).decode("utf-8", "replace")
+        if self.model is None:
+            self._note_model(data)
         if name in RESPONSES_OUTPUT_DELTAS:
             self._content(data)
         elif name in RESPONSES_FINAL_EVENTS:
@@ -363,8 +368,8 @@ class ResponsesStreamReader(StreamReader):
     def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
         if _RESPONSES_SPECIAL.search(piece) is not None:
             return False
-        if self.model is None and (found := _MODEL.search(piece)):
-            self.model = found.group(1).decode("utf-8", "replace")
+        if self.model is None:
+            self._note_model(piece)
         if piece.find(b'"delta"') >= 0:
             self._content(piece)
         return True

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from capture import drive_stream
 
 from monitor.capture.bodies import request_facts
 from monitor.capture.observer import CallObserver
@@ -59,18 +60,9 @@ def observe(pieces: list[bytes], *, end: bool = True) -> tuple[bytes, CallRecord
     body = b'{"model":"LongCat-2.0","stream":true,"input":"Say hello to the team"}'
     facts, _ = request_facts(body)
     record = CallRecord(started_at=datetime.now(UTC), api="openai", endpoint="/openai/v1/responses")
-    submitted: list[CallRecord] = []
-    observer = CallObserver(record, facts, submitted.append)
-    observer.on_response(200, {"content-type": "text/event-stream"})
-    out = bytearray()
-    for piece in pieces:
-        data = observer.on_chunk(piece)
-        out += data if isinstance(data, bytes) else b"".join(data)
-    if end:
-        out += observer.on_end()
-    observer.on_close()
+    out, submitted = drive_stream(record, facts, pieces, strip=False, end=end)
     assert submitted == [record]
-    return bytes(out), record
+    return out, record
 
 
 def cuts(stream: bytes, how: str) -> list[bytes]:
