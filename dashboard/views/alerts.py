@@ -12,6 +12,7 @@ from monitor.alerts.rules import (
     ERROR_RATE_MIN_CALLS,
     ERROR_RATE_SHARE,
     ERROR_WINDOW,
+    QUOTA_REFUSED_MIN_CALLS,
 )
 from monitor.dashboard import common
 from monitor.queries import ALERT_STATUSES, RETRYING, SKIPPED, alerts_overview
@@ -83,6 +84,8 @@ def _rules(ctx: common.Context) -> None:
         f"- **Error rate**: 429 or 5xx above {ERROR_RATE_SHARE:.0%} of at least "
         f"{ERROR_RATE_MIN_CALLS} calls in {minutes} minutes.\n"
         f"- **Revoked or mistyped key**: {AUTH_BURST_MIN_401} or more 401s in {minutes} minutes.\n"
+        f"- **Quota or balance exhausted**: {QUOTA_REFUSED_MIN_CALLS} or more calls refused with "
+        f"402 (or 403 `insufficient_quota`) in {minutes} minutes.\n"
         "- **Daily digest** of yesterday, where the key has recipients."
     )
     st.caption(f"Default quota of unregistered keys: {s.default_quota:,} tokens a day.")

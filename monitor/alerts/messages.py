@@ -19,6 +19,7 @@ from monitor.alerts.rules import (
     RULE_ERROR_RATE,
     RULE_FORECAST,
     RULE_QUOTA,
+    RULE_QUOTA_REFUSED,
 )
 
 SUBJECT_PREFIX: Final = "[LongCat monitor]"
@@ -47,6 +48,7 @@ class AlertFacts:
     window_calls: int = 0
     window_errors: int = 0
     window_unauthorized: int = 0
+    window_quota_refused: int = 0
     dashboard_url: str | None = None
 
     @property
@@ -134,6 +136,14 @@ def _headline(f: AlertFacts, label: str) -> tuple[str, str]:
             f"Key {label}: {f.window_unauthorized} calls were refused with 401 Unauthorized in the "
             f"{f.window_minutes} minutes from {_window_at(f)}. The key may have been revoked or "
             "mistyped.",
+        )
+    if f.rule == RULE_QUOTA_REFUSED:
+        return (
+            f"{label} is being refused: quota or balance exhausted",
+            f"Key {label}: {f.window_quota_refused} calls were refused for lack of quota (402, or "
+            f"403 insufficient_quota) in the {f.window_minutes} minutes from {_window_at(f)}: "
+            "its token quota or its balance is exhausted. Calls keep failing until the quota "
+            f"resets at 00:00 {zone} or the balance is topped up.",
         )
     if f.rule == RULE_DIGEST:
         return (

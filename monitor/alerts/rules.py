@@ -6,7 +6,8 @@ several processes decide the same thing at once. ``threshold`` means, per rule:
 
 - ``quota``: the percentage crossed (50, 80, 90, 100 by default).
 - ``forecast``: the ordinal of the forecast e-mail that day (1, then 2 if it moved much earlier…).
-- ``error_rate`` / ``auth_burst``: the minute of the quota day at which the window starts.
+- ``error_rate`` / ``auth_burst`` / ``quota_refused``: the minute of the quota day at which the
+  window starts.
 - ``digest``: 0 (one per key per day; ``day`` is the day summarised).
 """
 
@@ -21,8 +22,17 @@ RULE_QUOTA: Final = "quota"
 RULE_FORECAST: Final = "forecast"
 RULE_ERROR_RATE: Final = "error_rate"
 RULE_AUTH_BURST: Final = "auth_burst"
+#: Calls refused because the token quota or the balance is spent (402, 403 insufficient_quota).
+RULE_QUOTA_REFUSED: Final = "quota_refused"
 RULE_DIGEST: Final = "digest"
-RULES: Final = (RULE_QUOTA, RULE_FORECAST, RULE_ERROR_RATE, RULE_AUTH_BURST, RULE_DIGEST)
+RULES: Final = (
+    RULE_QUOTA,
+    RULE_FORECAST,
+    RULE_ERROR_RATE,
+    RULE_AUTH_BURST,
+    RULE_QUOTA_REFUSED,
+    RULE_DIGEST,
+)
 
 #: A new forecast is e-mailed again only when it is at least this much earlier than the last one.
 FORECAST_RESEND_ADVANCE: Final = timedelta(minutes=60)
@@ -30,6 +40,7 @@ ERROR_WINDOW: Final = timedelta(minutes=15)
 ERROR_RATE_SHARE: Final = 0.20
 ERROR_RATE_MIN_CALLS: Final = 20
 AUTH_BURST_MIN_401: Final = 5
+QUOTA_REFUSED_MIN_CALLS: Final = 3
 #: The digest of yesterday waits this long after the reset, so late calls are rolled up first.
 DIGEST_DELAY: Final = timedelta(minutes=15)
 
@@ -82,6 +93,7 @@ class ErrorWindowCounts:
     calls: int
     throttled_or_5xx: int
     unauthorized: int
+    quota_refused: int = 0
 
     @property
     def share(self) -> float:
@@ -96,13 +108,14 @@ class ErrorPolicy:
     share: float = ERROR_RATE_SHARE
     min_calls: int = ERROR_RATE_MIN_CALLS
     min_unauthorized: int = AUTH_BURST_MIN_401
+    min_quota_refused: int = QUOTA_REFUSED_MIN_CALLS
 
     def __post_init__(self) -> None:
         if self.window <= timedelta(0) or timedelta(days=1) % self.window:
             raise ValueError(f"error window must divide a day evenly, got {self.window}")
         if not 0 < self.share <= 1:
             raise ValueError(f"error share must be in (0, 1], got {self.share}")
-        if self.min_calls < 1 or self.min_unauthorized < 1:
+        if self.min_calls < 1 or self.min_unauthorized < 1 or self.min_quota_refused < 1:
             raise ValueError("minimum call counts must be at least 1")
 
 
@@ -182,7 +195,8 @@ def error_alerts(
     prior: Iterable[PriorAlert],
     policy: ErrorPolicy = ErrorPolicy(),
 ) -> list[Decision]:
-    """Error-rate and 401-burst alerts for one key's window; each at most once per window.
+    """Error-rate, 401-burst and quota-refused alerts for one key's window; each at most once
+    per window.
 
     ``counts.start`` must be a window start from :func:`window_start`; the counts may cover the
     window only partly (it is checked while it runs, then not again once it has been alerted).
@@ -198,6 +212,11 @@ def error_alerts(
         decisions.append(Decision(RULE_ERROR_RATE, minute, day))
     if counts.unauthorized >= policy.min_unauthorized and (RULE_AUTH_BURST, minute) not in held:
         decisions.append(Decision(RULE_AUTH_BURST, minute, day))
+    if (
+        counts.quota_refused >= policy.min_quota_refused
+        and (RULE_QUOTA_REFUSED, minute) not in held
+    ):
+        decisions.append(Decision(RULE_QUOTA_REFUSED, minute, day))
     return decisions
 
 

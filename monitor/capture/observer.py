@@ -104,7 +104,7 @@ class CallObserver:
             report_failure("decoding a response", exc)
         if is_sse:
             self._splitter = SSESplitter()
-            self._reader = reader_for(record.api)
+            self._reader = reader_for(record.api, record.endpoint)
         else:
             self._body = bytearray()
         return self.strip_usage_chunk

@@ -15,9 +15,16 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from monitor.capture.bodies import RequestFacts, api_for_path, request_facts, with_stream_usage
+from monitor.capture.bodies import (
+    RequestFacts,
+    api_for_path,
+    is_responses_path,
+    request_facts,
+    with_stream_usage,
+)
+from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
-from monitor.capture.labels import current_labels
+from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
 from monitor.capture.observer import CallerDecodeError, CallObserver
 from monitor.records import CallRecord
 from monitor.safety import report_failure
@@ -39,7 +46,12 @@ def header_names(*names: str) -> Mapping[bytes, str]:
     return {name.lower().encode("latin-1"): name.lower() for name in names}
 
 
-_REQUEST_HEADERS: Final = header_names("authorization", "x-api-key", RETRY_HEADER)
+#: Claude Code names its session in this header; the session is kept as the label ``session``.
+SESSION_HEADER: Final = "x-claude-code-session-id"
+SESSION_LABEL: Final = "session"
+_REQUEST_HEADERS: Final = header_names(
+    "authorization", "x-api-key", RETRY_HEADER, "user-agent", SESSION_HEADER
+)
 #: The response headers the observer reads.
 RESPONSE_HEADERS: Final = header_names(
     "x-request-id", "request-id", "retry-after", "content-type", "content-encoding"
@@ -79,7 +91,11 @@ class CallStarter:
             key_hint,
             labels=dict(labels) if labels else {},
             source=self.source,
+            client=client_name(headers.get("user-agent")),
         )
+        session = headers.get(SESSION_HEADER)
+        if session and SESSION_LABEL not in record.labels:  # a label set in code wins
+            record.labels[SESSION_LABEL] = session[:MAX_LABEL_CHARS]
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
             record.attempt = int(retry)
@@ -91,7 +107,13 @@ class CallStarter:
         record.model = facts.model
         record.stream = facts.stream
         strip = False
-        if api == "openai" and facts.stream and not facts.wants_stream_usage and parsed is not None:
+        if (
+            api == "openai"
+            and facts.stream
+            and not facts.wants_stream_usage
+            and parsed is not None
+            and not is_responses_path(path)  # its streams always end with their usage
+        ):
             request = _with_body(http, request, with_stream_usage(body, parsed))
             strip = True
         key = self._forms(headers.get("authorization"), headers.get("x-api-key"))

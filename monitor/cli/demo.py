@@ -155,6 +155,7 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
         stop_process_group,
         wait_until_serving,
     )
+    from monitor.gateway import RunningGateway
     from monitor.ledger.jobs import run_tick
     from monitor.simulator import RunningSimulator, SimulatorOptions
     from monitor.store.engine import describe_url
@@ -170,6 +171,7 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
         with (
             smtp_catcher(inbox) as smtp_port,
             RunningSimulator(SimulatorOptions(latency_ms=40, chunk_interval_ms=4)) as sim,
+            RunningGateway(load_settings(upstream_url=sim.base_url)) as gateway,
         ):
             settings = load_settings(
                 smtp_host="127.0.0.1",
@@ -183,8 +185,9 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
             )
             click.echo(f"Database: {describe_url(base.database_url)}")
             click.echo(f"LongCat simulator: {sim.base_url}; SMTP catcher: 127.0.0.1:{smtp_port}")
+            click.echo(f"Gateway (for tools that cannot be wrapped): {gateway.base_url}")
             engine = prepare_database(settings)
-            traffic = SdkTraffic(sim.openai_base_url, sim.anthropic_base_url)
+            traffic = SdkTraffic(sim.openai_base_url, sim.anthropic_base_url, gateway.base_url)
             seed(engine, settings, traffic)
             if seed_only:
                 return

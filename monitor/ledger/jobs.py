@@ -253,6 +253,7 @@ class _Facts:
             window_calls=window.calls if window else 0,
             window_errors=window.throttled_or_5xx if window else 0,
             window_unauthorized=window.unauthorized if window else 0,
+            window_quota_refused=window.quota_refused if window else 0,
             dashboard_url=self.settings.dashboard_url,
         )
         recipients = recipients_for(u, self.settings)

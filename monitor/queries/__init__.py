@@ -6,6 +6,13 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.queries.breakdowns import (
+    UNKNOWN_CLIENT,
+    ClientUsage,
+    ModelTokenParts,
+    token_parts_by_model,
+    usage_by_client,
+)
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -67,8 +74,10 @@ __all__ = [
     "ALERT_STATUSES",
     "RETRYING",
     "SKIPPED",
+    "UNKNOWN_CLIENT",
     "AlertsOverview",
     "BurnPoint",
+    "ClientUsage",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -83,6 +92,7 @@ __all__ = [
     "LabelBreakdown",
     "LabelTokens",
     "LatencyPoint",
+    "ModelTokenParts",
     "ModelTokens",
     "RollupFreshness",
     "StoreError",
@@ -106,5 +116,7 @@ __all__ = [
     "recent_failures",
     "rollup_freshness",
     "today_overview",
+    "token_parts_by_model",
     "tokens_by_model",
+    "usage_by_client",
 ]

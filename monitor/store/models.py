@@ -152,6 +152,7 @@ class ApiCall(Base):
     usage_source: Mapped[str] = mapped_column(String())
     attempt: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String())
+    client: Mapped[str | None] = mapped_column(String())
     labels: Mapped[dict[str, str]] = mapped_column(Labels)
     source: Mapped[str] = mapped_column(String())
     host: Mapped[str | None] = mapped_column(String())
