@@ -51,10 +51,11 @@ _FIELD_LIMITS: Final = (
     ("error_code", MAX_FIELD_CHARS),
     ("error_message", MAX_MESSAGE_CHARS),
     ("request_id", MAX_FIELD_CHARS),
+    ("client", MAX_FIELD_CHARS),
 )
 #: The fields whose values repeat from call to call (and labels): their cleaned values are
 #: remembered, so the caller's thread does not search the same model name on every call.
-_REPEATING: Final = frozenset({"endpoint", "method", "model", "key_hint"})
+_REPEATING: Final = frozenset({"endpoint", "method", "model", "key_hint", "client"})
 #: How many cleaned values are remembered (per key, and for records without one).
 _MEMO_SIZE: Final = 512
 #: Text longer than this many times its limit is cut before it is searched (bounded work).

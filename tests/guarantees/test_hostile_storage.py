@@ -420,3 +420,17 @@ def test_low_a_malformed_database_port_is_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "MONITOR_DATABASE_URL" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_client_name_from_a_user_agent_is_cleaned_and_capped() -> None:
+    from monitor.scrub import MAX_FIELD_CHARS, scrub_record
+
+    record = CallRecord(
+        started_at=datetime.now(UTC),
+        api="openai",
+        endpoint="/openai/v1/chat/completions",
+        client="tool\x00 " + "x" * 5_000 + " sk-" + "A1b2" * 8,
+    )
+    cleaned = scrub_record(record).client
+    assert cleaned is not None
+    assert "\x00" not in cleaned and len(cleaned) <= MAX_FIELD_CHARS
