@@ -176,6 +176,7 @@ def keys_list(no_rollup: bool) -> None:
 @click.option("--from", "from_text", metavar="YYYY-MM-DD", help="First quota day [default: today].")
 def keys_set_quota(name: str, quota_text: str, from_text: str | None) -> None:
     """Give key NAME a daily quota of N tokens from a quota day on; earlier days keep theirs."""
+    from monitor.ledger.costing import reprice_from
     from monitor.ledger.quota_day import parse_day
     from monitor.store.keys import quota_for, require_key, set_quota
 
@@ -190,6 +191,7 @@ def keys_set_quota(name: str, quota_text: str, from_text: str | None) -> None:
         info = require_key(conn, name)
         before = quota_for(conn, info.key_id, start, settings.default_quota)
         set_quota(conn, info.key_id, quota, start)
+        reprice_from(conn, settings, start)  # the free quota changed: so did what was paid
     click.echo(f"{name}: {quota:,} tokens a day from {start} (was {before:,})")
 
 
