@@ -83,15 +83,21 @@ def keys() -> None:
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="")
 @click.option("--quota", "quota_text", help="Daily token quota [default: MONITOR_DEFAULT_QUOTA].")
 @click.option("--email", "emails", multiple=True, help="Alert recipient (repeat for several).")
+@click.option("--pool", help="Share the daily quota of this pool (see `pools add`).")
 def keys_add(
-    name: str, extra: tuple[str, ...], quota_text: str | None, emails: tuple[str, ...]
+    name: str,
+    extra: tuple[str, ...],
+    quota_text: str | None,
+    emails: tuple[str, ...],
+    pool: str | None,
 ) -> None:
     """Register a key under NAME. The key is read from $LONGCAT_API_KEY or standard input,
     never from the command line; only its fingerprint and last 4 characters are stored."""
     from monitor.capture.fingerprint import key_hint, key_id
     from monitor.store.keys import add_key
+    from monitor.store.pools import set_key_pool
 
-    refuse_keys_in_argv([name, *extra, *emails, quota_text or ""])
+    refuse_keys_in_argv([name, *extra, *emails, quota_text or "", pool or ""])
     if extra:
         fail(
             f"unexpected argument {extra[0]!r}; usage: keys add NAME [--quota N] [--email ADDR]", 2
@@ -114,10 +120,14 @@ def keys_add(
             effective_from=today,
             now=datetime.now(UTC),
         )
+        if pool is not None:
+            set_key_pool(conn, info.key_id, pool)
     described = (
         f"{quota:,} tokens a day from {today}"
         if quota is not None
         else f"the default quota ({settings.default_quota:,} tokens a day)"
+        if pool is None
+        else f"the quota of pool {pool}"
     )
     click.echo(
         f"added {info.name} (…{info.hint}): {described}"

@@ -200,3 +200,28 @@ def test_free_calls_cost_nothing(engine: Engine, settings: Settings) -> None:
     roll(engine, settings, [chat(at, input_tokens=1_000, output_tokens=100)])
     row = day_row(engine)
     assert (row.free_tokens, row.paid_tokens, row.cost_nanos) == (1_100, 0, 0)
+
+
+def test_a_pool_shares_one_free_quota(engine: Engine, settings: Settings) -> None:
+    from monitor.store.keys import add_key
+    from monitor.store.pools import add_pool, set_key_pool
+
+    with engine.begin() as conn:
+        add_pool(conn, "team", quota=500_000, effective_from=DAY, now=MIDNIGHT)
+        for key in ("k_one", "k_two"):
+            add_key(conn, key_id=key, name=key, hint=key[-4:], now=MIDNIGHT)
+            set_key_pool(conn, key, "team")
+    at = DAY_START + timedelta(hours=2)
+    roll(
+        engine,
+        settings,
+        [
+            chat(at, "k_one", input_tokens=300_000, output_tokens=100_000),  # free
+            # crosses the pool's quota: 100,000 of its 300,000 tokens free, the rest paid
+            chat(at + timedelta(minutes=1), "k_two", input_tokens=200_000, output_tokens=100_000),
+            chat(at + timedelta(minutes=2), "k_one", output_tokens=1_000),  # 1,000 × 1,200
+        ],
+    )
+    one, two = day_row(engine, key="k_one"), day_row(engine, key="k_two")
+    assert (one.free_tokens, one.paid_tokens, one.cost_nanos) == (400_000, 1_000, 1_200_000)
+    assert (two.free_tokens, two.paid_tokens, two.cost_nanos) == (100_000, 200_000, 120_000_000)
