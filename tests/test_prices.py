@@ -138,11 +138,15 @@ def test_rounding_happens_once_half_even_on_the_crossing_call() -> None:
 
 
 def test_unpriced_tokens_are_counted_not_costed() -> None:
-    charged = charge_day([Portion("a", 100, 1_000), Portion("b", 200, None)], quota=50)
+    charged = charge_day(
+        [Portion("a", 100, 1_000), Portion("b", 200, None), Portion("c", 5, None)], quota=50
+    )
     assert charged["b"].unpriced_tokens == 200
     assert charged["b"].cost == 0
     assert charged["b"].paid_tokens == 200
     assert charged["a"].unpriced_tokens == 0
+    free = charge_day([Portion("c", 5, None)], quota=50)["c"]  # free: costs nothing anyway
+    assert (free.free_tokens, free.unpriced_tokens, free.cost) == (5, 0, 0)
 
 
 def test_crossing_index_exact_boundaries() -> None:

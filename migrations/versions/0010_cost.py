@@ -3,7 +3,7 @@
 - ``hourly_usage``, ``usage_slices`` and ``usage_by_hour`` gain the billed tokens split as they
   are priced: ``uncached_input_tokens`` and ``cached_input_tokens`` (output is ``output_tokens``).
 - ``hourly_usage`` and ``daily_usage`` gain what the free quota covered (``free_tokens``), what it
-  cost past it (``cost_nanos``: nano-units of the deployment's currency) and the billed tokens of
+  cost past it (``cost_nanos``: nano-units of the deployment's currency) and the paid tokens of
   models with no price (``unpriced_tokens``); ``daily_usage`` also ``paid_tokens`` and the
   ``currency`` it was priced in.
 - ``prices``: a deployment's dated prices per model and currency, in nano-units per token, added

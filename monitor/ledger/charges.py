@@ -43,7 +43,9 @@ class Portion(Generic[Group]):
 @dataclass(slots=True)
 class Charge:
     """A group's share of the day: tokens the free quota covered, tokens paid for, the cost of
-    the paid ones (nano-units), and billed tokens with no price (counted, never costed at 0)."""
+    the paid ones (nano-units), and the paid tokens whose model has no price that day: their
+    cost is unknown, so they are counted apart (and alerted), never costed at 0. Within the free
+    quota a call without a price costs nothing all the same."""
 
     free_tokens: int = 0
     paid_tokens: int = 0
@@ -77,7 +79,7 @@ def charge_day(portions: Iterable[Portion[Group]], quota: int) -> dict[Group, Ch
         charge.free_tokens += free
         charge.paid_tokens += paid
         if portion.cost is None:
-            charge.unpriced_tokens += portion.tokens
+            charge.unpriced_tokens += paid
         else:
             charge.cost += paid_share(portion.cost, portion.tokens, paid)
     return charges

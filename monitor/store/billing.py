@@ -13,10 +13,19 @@ from datetime import date, datetime
 from sqlalchemy import Connection, func, insert, select
 
 from monitor.ledger.billing import BalanceState, DaySpend, Pack, TopUp, balance_state
+from monitor.ledger.charges import Charge
 from monitor.store.models import DailyUsage, Key, TokenPack
 from monitor.store.models import TopUp as TopUpRow
 
-__all__ = ["add_pack", "add_top_up", "balance_of", "day_spends", "packs", "top_ups"]
+__all__ = [
+    "add_pack",
+    "add_top_up",
+    "balance_of",
+    "day_charges",
+    "day_spends",
+    "packs",
+    "top_ups",
+]
 
 
 def add_top_up(conn: Connection, day: date, amount: int, currency: str, *, now: datetime) -> None:
@@ -82,3 +91,17 @@ def day_spends(conn: Connection, currency: str, since: date | None = None) -> li
 def balance_of(conn: Connection, currency: str) -> BalanceState:
     """The estimated balance in ``currency`` and the packs left, as of the last rollup."""
     return balance_state(top_ups(conn, currency), packs(conn), day_spends(conn, currency))
+
+
+def day_charges(conn: Connection, day: date) -> dict[str, Charge]:
+    """Each key's charges on quota day ``day`` (as of the last rollup)."""
+    d = DailyUsage
+    rows = conn.execute(
+        select(d.key_id, d.free_tokens, d.paid_tokens, d.cost_nanos, d.unpriced_tokens).where(
+            d.day == day
+        )
+    )
+    return {
+        key_id: Charge(int(free), int(paid), int(cost), int(unpriced))
+        for key_id, free, paid, cost, unpriced in rows
+    }

@@ -205,7 +205,9 @@ class DailyUsage(Base):
     ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
     ttft_p95_ms: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Added later (migration 0010): see :data:`DAILY_CHARGES`.
+    # Added later (migration 0010), set by :mod:`monitor.ledger.costing`: tokens the free quota
+    # covered, tokens paid for, their cost (nano-units of ``currency``), and the paid tokens of
+    # models with no price (cost unknown).
     uncached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     free_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -258,12 +260,6 @@ class SummedFigures:
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
-#: What the free quota covered, what the rest cost (nano-units of the deployment's currency) and
-#: the billed tokens with no price, set by :mod:`monitor.ledger.costing` (migration 0010).
-HOURLY_CHARGES: Final = ("free_tokens", "cost_nanos", "unpriced_tokens")
-DAILY_CHARGES: Final = ("free_tokens", "paid_tokens", "cost_nanos", "unpriced_tokens")
-
-
 class HourlyUsage(SummedFigures, Base):
     """One key's UTC hour for one model and streaming mode, for the dashboard's charts.
 
@@ -292,6 +288,7 @@ class HourlyUsage(SummedFigures, Base):
     ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
     ttft_p95_ms: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added later (migration 0010): as in ``daily_usage``, for this hour's group.
     free_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     cost_nanos: Mapped[int] = mapped_column(BigInteger, server_default="0")
     unpriced_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
