@@ -234,7 +234,7 @@ def render_spending(f: SpendingFacts) -> RenderedEmail:
         if f.run_out is not None:
             lines.append(("Runs out around", f.run_out.isoformat()))
     elif f.rule == RULE_PACK_EXPIRY:
-        subject = f"{f.subject} expires on {f.day.isoformat()} with {f.tokens_left:,} tokens left"
+        subject = f"{f.subject}: {f.tokens_left:,} tokens expire on {f.day.isoformat()}"
         headline = (
             f"Token {f.subject} expires at the end of {f.day.isoformat()} with "
             f"{f.tokens_left:,} tokens unused."

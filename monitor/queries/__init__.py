@@ -6,6 +6,8 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.ledger.prices import format_money
+from monitor.queries.costs import CostOverview, CostRow, cost_overview
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -69,6 +71,8 @@ __all__ = [
     "SKIPPED",
     "AlertsOverview",
     "BurnPoint",
+    "CostOverview",
+    "CostRow",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -89,11 +93,13 @@ __all__ = [
     "TodayOverview",
     "alerts_overview",
     "bucket_for",
+    "cost_overview",
     "daily_key_tokens",
     "database_status",
     "endpoint_choices",
     "error_series",
     "error_totals",
+    "format_money",
     "hourly_rows",
     "key_choices",
     "key_details",
