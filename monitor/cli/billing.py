@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import click
 
-from monitor.cli.common import fail, quota_day_today, settings_or_exit, transaction
+from monitor.cli.common import day_or_today, fail, quota_day_today, settings_or_exit, transaction
 from monitor.cli.keys import parse_quota
-from monitor.config import Settings
 
 
 @click.group()
 def billing() -> None:
     """What the team bought: balance top-ups and token packs (an estimate; the platform's bill
     is authoritative)."""
-
-
-def _day(text: str | None, settings: Settings) -> date:
-    from monitor.ledger.quota_day import parse_day
-
-    try:
-        return parse_day(text) if text is not None else quota_day_today(settings)
-    except ValueError as exc:
-        fail(str(exc))
 
 
 @billing.command("top-up")
@@ -49,7 +39,7 @@ def billing_top_up(amount: str, currency: str | None, date_text: str | None) -> 
         fail(str(exc))
     if nanos <= 0:
         fail(f"a top-up must be more than 0, got {amount!r}")
-    day = _day(date_text, settings)
+    day = day_or_today(date_text, settings)
     with transaction(settings) as conn:
         add_top_up(conn, day, nanos, chosen, now=datetime.now(UTC))
     click.echo(f"topped up {format_money(nanos, chosen)} on {day}")
@@ -71,7 +61,7 @@ def pack_add(tokens_text: str, expires_text: str, pool: str | None, date_text: s
 
     tokens = parse_quota(tokens_text)
     settings = settings_or_exit()
-    bought, expires = _day(date_text, settings), _day(expires_text, settings)
+    bought, expires = day_or_today(date_text, settings), day_or_today(expires_text, settings)
     if expires < bought:
         fail(f"a pack cannot expire ({expires}) before it is bought ({bought})")
     with transaction(settings) as conn:

@@ -14,6 +14,7 @@ import click
 from monitor.cli.common import (
     API_KEY_ENV,
     database,
+    day_or_today,
     fail,
     quota_day_today,
     refuse_keys_in_argv,
@@ -187,16 +188,12 @@ def keys_list(no_rollup: bool) -> None:
 def keys_set_quota(name: str, quota_text: str, from_text: str | None) -> None:
     """Give key NAME a daily quota of N tokens from a quota day on; earlier days keep theirs."""
     from monitor.ledger.costing import reprice_from
-    from monitor.ledger.quota_day import parse_day
     from monitor.store.keys import quota_for, require_key, set_quota
 
     refuse_keys_in_argv([name, quota_text, from_text or ""])
     quota = parse_quota(quota_text)
     settings = settings_or_exit()
-    try:
-        start = parse_day(from_text) if from_text is not None else quota_day_today(settings)
-    except ValueError as exc:
-        fail(str(exc))
+    start = day_or_today(from_text, settings)
     with transaction(settings) as conn:
         info = require_key(conn, name)
         before = quota_for(conn, info.key_id, start, settings.default_quota)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from monitor.cli.common import (
+    day_or_today,
     fail,
     quota_day_today,
     refuse_keys_in_argv,
@@ -73,15 +74,11 @@ def pools_add_key(name: str, key_name: str) -> None:
 def pools_set_quota(name: str, quota_text: str, from_text: str | None) -> None:
     """Give pool NAME a daily quota of N tokens from a quota day on; earlier days keep theirs."""
     from monitor.ledger.costing import reprice_from
-    from monitor.ledger.quota_day import parse_day
     from monitor.store.pools import require_pool, set_pool_quota
 
     quota = parse_quota(quota_text)
     settings = settings_or_exit()
-    try:
-        start = parse_day(from_text) if from_text is not None else quota_day_today(settings)
-    except ValueError as exc:
-        fail(str(exc))
+    start = day_or_today(from_text, settings)
     with transaction(settings) as conn:
         require_pool(conn, name)
         set_pool_quota(conn, name, quota, start)

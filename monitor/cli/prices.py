@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import click
 
-from monitor.cli.common import fail, quota_day_today, settings_or_exit, transaction
+from monitor.cli.common import day_or_today, fail, settings_or_exit, transaction
 
 
 @click.group()
@@ -33,16 +33,15 @@ def prices_set(
     the rolled-up days from then on again."""
     from monitor.ledger.costing import reprice_from
     from monitor.ledger.prices import PriceError, Rates, check_currency
-    from monitor.ledger.quota_day import parse_day
     from monitor.store.prices import set_price
 
     settings = settings_or_exit()
     try:
         rates = Rates.per_million(uncached_input, cached_input, output_price)
         chosen = check_currency(currency or settings.currency)
-        start = parse_day(from_text) if from_text is not None else quota_day_today(settings)
-    except (PriceError, ValueError) as exc:
+    except PriceError as exc:
         fail(str(exc))
+    start = day_or_today(from_text, settings)
     with transaction(settings) as conn:
         set_price(conn, model.strip(), chosen, start, rates, now=datetime.now(UTC))
         days = reprice_from(conn, settings, start) if chosen == settings.currency else 0
@@ -59,15 +58,14 @@ def prices_set(
 def prices_list(currency: str | None, on_text: str | None) -> None:
     """Every dated price, oldest first; '*' marks the one in force (today by default)."""
     from monitor.ledger.prices import PriceError, check_currency, price_on
-    from monitor.ledger.quota_day import parse_day
     from monitor.store.prices import price_table
 
     settings = settings_or_exit()
     try:
         wanted = None if currency is None else check_currency(currency)
-        day: date = parse_day(on_text) if on_text is not None else quota_day_today(settings)
-    except (PriceError, ValueError) as exc:
+    except PriceError as exc:
         fail(str(exc))
+    day = day_or_today(on_text, settings)
     with transaction(settings) as conn:
         entries = price_table(conn)
     entries = [e for e in entries if wanted is None or e.currency == wanted]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from sqlalchemy import Engine
 
 from monitor.alerts.delivery import Email
@@ -17,21 +15,12 @@ from monitor.records import CallRecord
 from monitor.store.alerts import ledger_rows
 from monitor.store.billing import add_pack, add_top_up
 from monitor.store.calls import insert_calls
-from monitor.store.engine import make_engine, upgrade
 from monitor.store.keys import add_key
 from monitor.store.pools import add_pool, set_budget, set_key_pool
 
 DAY = date(2026, 3, 10)
 T0 = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 Beijing
 DOLLAR = 10**9
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def call(at: datetime, key: str, model: str, output: int) -> CallRecord:
