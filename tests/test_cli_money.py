@@ -76,6 +76,12 @@ def test_prices_set_lists_and_charges_the_days_again(database: str) -> None:
     with engine.connect() as conn:
         # (500,000 × 750 + 1,000,000 × 2,950) × 2 / 3 = 2,216,666,666.67
         assert conn.execute(cost).scalar_one() == 2_216_666_667
+    assert (
+        "1 key or pool days from 2026-11-01 charged again in USD"
+        in run("prices", "recompute", "--from", "2026-11-01").output
+    )
+    with engine.connect() as conn:
+        assert conn.execute(cost).scalar_one() == 2_216_666_667
     engine.dispose()
     run("billing", "top-up", "10", "--date", "2026-11-24")
     status = run("billing", "status").output

@@ -48,8 +48,23 @@ def prices_set(
     uncached, cached, output = rates.per_million_text()
     click.echo(
         f"{model} from {start}: {chosen} {uncached} uncached input, {cached} cached input, "
-        f"{output} output per 1M tokens" + (f" ({days} key-days charged again)" if days else "")
+        f"{output} output per 1M tokens"
+        + (f" ({days} key or pool days charged again)" if days else "")
     )
+
+
+@prices.command("recompute")
+@click.option("--from", "from_text", metavar="YYYY-MM-DD", required=True, help="First quota day.")
+def prices_recompute(from_text: str) -> None:
+    """Charge every rolled-up day from a quota day on again (after changing MONITOR_CURRENCY,
+    or to check a figure): with the prices, quotas and pools as they are now."""
+    from monitor.ledger.costing import reprice_from
+
+    settings = settings_or_exit()
+    start = day_or_today(from_text, settings)
+    with transaction(settings) as conn:
+        days = reprice_from(conn, settings, start)
+    click.echo(f"{days} key or pool days from {start} charged again in {settings.currency}")
 
 
 @prices.command("list")
