@@ -21,6 +21,7 @@ from monitor.alerts.rules import (
     RULE_QUOTA,
     RULE_QUOTA_REFUSED,
 )
+from monitor.alerts.spending import RULE_BALANCE, RULE_BUDGET, RULE_PACK_EXPIRY, RULE_UNPRICED
 
 SUBJECT_PREFIX: Final = "[LongCat monitor]"
 
@@ -64,7 +65,8 @@ class RenderedEmail:
 
 
 def key_label(name: str | None, hint: str) -> str:
-    """``ci-bot (…a1b2)``, or ``unnamed key …a1b2`` for a key seen only in traffic.
+    """``ci-bot (…a1b2)``, or ``unnamed key …a1b2`` for a key seen only in traffic; a pool (no
+    hint) by its name alone.
 
     A hint comes from traffic: a character that is not printable (a line break such as ``\x85``
     or ``\x0b``, which no e-mail header may hold) is shown as ``?``.
@@ -72,6 +74,8 @@ def key_label(name: str | None, hint: str) -> str:
     >>> key_label(None, "a\x0bb\x85")
     'unnamed key …a?b?'
     """
+    if name and not hint:
+        return printable(name)
     hint = printable(hint)
     return f"{printable(name)} (…{hint})" if name else f"unnamed key …{hint}"
 
@@ -187,9 +191,15 @@ def render(facts: AlertFacts) -> RenderedEmail:
             at = local_hhmm(facts.forecast_at, facts.tz)
             lines.append(("Forecast", f"exhausted at about {at} {zone}"))
     lines.append(("Quota day", facts.day.isoformat()))
-    if facts.dashboard_url:
-        lines.append(("Dashboard", facts.dashboard_url))
+    return _email(subject, headline, lines, facts.dashboard_url)
 
+
+def _email(
+    subject: str, headline: str, lines: list[tuple[str, str]], dashboard_url: str | None
+) -> RenderedEmail:
+    """The e-mail: the headline, then one ``name: value`` line (a table row in HTML) each."""
+    if dashboard_url:
+        lines = [*lines, ("Dashboard", dashboard_url)]
     text = "\n".join([headline, "", *(f"{k}: {v}" for k, v in lines), "", "-- longcat-monitor", ""])
     rows = "".join(
         f"<tr><th align='left'>{html.escape(k)}</th><td>{_cell(k, v)}</td></tr>" for k, v in lines
@@ -208,3 +218,62 @@ def _cell(name: str, value: str) -> str:
     if name == "Dashboard":
         return f"<a href='{html.escape(value, quote=True)}'>{html.escape(value)}</a>"
     return html.escape(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingFacts:
+    """What a money alert says (:mod:`monitor.alerts.spending`). Amounts are already written
+    with their currency; ``subject`` names the pool, key or pack."""
+
+    rule: str
+    threshold: int
+    day: date
+    subject: str
+    balance: str = ""
+    last_top_up: str = ""
+    run_out: date | None = None
+    tokens_left: int = 0
+    cost_today: str = ""
+    budget: str = ""
+    unpriced_tokens: int = 0
+    dashboard_url: str | None = None
+
+
+def render_spending(f: SpendingFacts) -> RenderedEmail:
+    """The e-mail for a money alert.
+
+    >>> render_spending(SpendingFacts("budget", 100, date(2026, 11, 25), "pool search",
+    ...     cost_today="$12.40", budget="$10.00")).subject
+    '[LongCat monitor] pool search spent $12.40 today, over its budget of $10.00'
+    """
+    lines: list[tuple[str, str]] = []
+    if f.rule == RULE_BALANCE:
+        subject = f"the balance is down to {f.threshold}% of the last top-up"
+        headline = (
+            f"The estimated balance is {f.balance}, {f.threshold}% or less of the last top-up "
+            f"of {f.last_top_up}."
+        )
+        lines.append(("Estimated balance", f.balance))
+        if f.run_out is not None:
+            lines.append(("Runs out around", f.run_out.isoformat()))
+    elif f.rule == RULE_PACK_EXPIRY:
+        subject = f"{f.subject}: {f.tokens_left:,} tokens expire on {f.day.isoformat()}"
+        headline = (
+            f"Token {f.subject} expires at the end of {f.day.isoformat()} with "
+            f"{f.tokens_left:,} tokens unused."
+        )
+    elif f.rule == RULE_BUDGET:
+        subject = f"{f.subject} spent {f.cost_today} today, over its budget of {f.budget}"
+        headline = f"{f.subject} has spent {f.cost_today} today; its daily budget is {f.budget}."
+        lines.append(("Quota day", f.day.isoformat()))
+    elif f.rule == RULE_UNPRICED:
+        subject = f"{f.subject}: calls to a model with no price"
+        headline = (
+            f"{f.unpriced_tokens:,} billed tokens of {f.subject} today are for a model with no "
+            "price, so its cost is unknown. Add one with `longcat-monitor prices set`."
+        )
+        lines.append(("Quota day", f.day.isoformat()))
+    else:
+        raise ValueError(f"no message for rule {f.rule!r}")
+    lines.append(("Note", "estimated from published prices; the platform's bill is authoritative"))
+    return _email(subject, headline, lines, f.dashboard_url)

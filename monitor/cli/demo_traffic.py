@@ -66,7 +66,7 @@ DEMO_KEYS: Final = (
         "demo-key-search-0001-S3RC",
         5_000_000,
         ("search-team@example.com",),
-        ("LongCat-Flash-Chat", "LongCat-Flash-Thinking"),
+        ("LongCat-2.0", "LongCat-Flash-Thinking"),
         calls_per_hour=6,
         tokens_per_call=2400,
         labels={"feature": ("search", "rerank"), "user": ("alice", "bob", "chen")},
@@ -76,7 +76,7 @@ DEMO_KEYS: Final = (
         "demo-key-support-0002-SUPT",
         500_000,
         ("support-leads@example.com",),
-        ("LongCat-Flash-Chat", "LongCat-Flash-Lite"),
+        ("LongCat-2.0", "LongCat-Flash-Lite"),
         calls_per_hour=4,
         tokens_per_call=1800,
         labels={"feature": ("support",), "user": ("dana", "eli")},
@@ -94,6 +94,12 @@ DEMO_KEYS: Final = (
     # Never registered, and revoked: the simulator answers 401 to any key containing "revoked".
     DemoKey(None, "demo-key-revoked-0004-OLD9", None, calls_per_hour=0),
 )
+
+#: The pool the search and support keys share (its quota is crossed most afternoons, so the
+#: demo has paid calls), what the team topped up and the token pack it bought.
+DEMO_POOL: Final = ("product", 200_000, ("search", "support-bot"))
+DEMO_TOP_UP: Final = "1"
+DEMO_PACK_TOKENS: Final = 150_000
 
 #: A long prompt (about 4,000 tokens) for the reports key, which burns through its small quota.
 REPORT_PROMPT: Final = "Summarise these sales figures by region and quarter. " + (

@@ -38,6 +38,7 @@ from monitor.config import Settings
 from monitor.ledger.quota_day import day_end, day_start, quota_day
 from monitor.ledger.retention import StorageResult, maintain_storage
 from monitor.ledger.rollup import RollupResult, run_rollup
+from monitor.ledger.spending import decide_spending
 from monitor.store import alerts as ledger
 from monitor.store.key_usage import KeyDayUsage, hourly_tokens, key_usage_for_day
 
@@ -181,6 +182,8 @@ def _decide(
         ):
             usage = usages.get(counts.key_id) or _unseen(counts.key_id, hint, today, settings)
             out.append(_Facts(settings, usage, now, reset).alert(decision, window=counts))
+
+    out.extend(decide_spending(conn, settings, now))
 
     if policy.digest:
         for usage in key_usage_for_day(conn, yesterday, default_quota=settings.default_quota):

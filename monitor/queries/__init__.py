@@ -6,6 +6,7 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.ledger.prices import format_money
 from monitor.queries.breakdowns import (
     UNKNOWN_CLIENT,
     ClientUsage,
@@ -13,6 +14,7 @@ from monitor.queries.breakdowns import (
     token_parts_by_model,
     usage_by_client,
 )
+from monitor.queries.costs import CostOverview, CostRow, cost_overview
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -78,6 +80,8 @@ __all__ = [
     "AlertsOverview",
     "BurnPoint",
     "ClientUsage",
+    "CostOverview",
+    "CostRow",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -99,11 +103,13 @@ __all__ = [
     "TodayOverview",
     "alerts_overview",
     "bucket_for",
+    "cost_overview",
     "daily_key_tokens",
     "database_status",
     "endpoint_choices",
     "error_series",
     "error_totals",
+    "format_money",
     "hourly_rows",
     "key_choices",
     "key_details",

@@ -127,3 +127,22 @@ def test_send_test_email_reports_the_smtp_outcome(
         else:
             assert app.error and app.error[0].value.startswith("Not sent:")
             assert not smtp.received
+
+
+def test_costs_page_shows_the_charged_cost_and_the_balance(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    from monitor.queries import format_money
+
+    app = open_app("views/costs.py")
+    start, end = seeded.range_bounds(7)
+    cost = seeded.scalar(
+        "SELECT sum(cost_nanos) FROM hourly_usage WHERE hour >= :start AND hour < :end",
+        start=start,
+        end=end,
+    )
+    assert cost > 0  # the demo pool's quota is crossed
+    assert metric(app, "Cost in range") == format_money(cost, "USD", places=2)
+    assert metric(app, "Estimated balance").startswith("$")
+    # the nightly-reports key runs past its quota on a model with no price
+    assert any("no price" in w.value for w in app.warning)
