@@ -7,11 +7,14 @@ discounted ones unless a test sets its own: LongCat-2.0 $0.30 / $0.006 / $1.20 p
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from capture import drive_stream
 from sqlalchemy import Engine, select
 
+from monitor.capture.bodies import request_facts
 from monitor.config import Settings, load_settings
 from monitor.ledger.costing import reprice_from
 from monitor.ledger.prices import Rates
@@ -225,3 +228,38 @@ def test_a_pool_shares_one_free_quota(engine: Engine, settings: Settings) -> Non
     one, two = day_row(engine, key="k_one"), day_row(engine, key="k_two")
     assert (one.free_tokens, one.paid_tokens, one.cost_nanos) == (400_000, 1_000, 1_200_000)
     assert (two.free_tokens, two.paid_tokens, two.cost_nanos) == (100_000, 200_000, 120_000_000)
+
+
+def test_a_streamed_responses_call(engine: Engine, settings: Settings) -> None:
+    """A Responses API stream read by the observer, as the wrapper and the gateway read it:
+    its usage comes from ``response.completed`` (input includes the cached tokens, output the
+    reasoning ones), and it is priced like the worked example: $0.7824 once the free quota is
+    used up."""
+    usage = {
+        "input_tokens": 1_000_000,
+        "input_tokens_details": {"cached_tokens": 400_000},
+        "output_tokens": 500_000,
+        "output_tokens_details": {"reasoning_tokens": 200_000},
+        "total_tokens": 1_500_000,
+    }
+    done = {"id": "resp_1", "object": "response", "status": "completed", "usage": usage}
+    stream = [
+        b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+        b'"delta":"Hello"}\n\n',
+        b"event: response.completed\ndata: "
+        + json.dumps(
+            {"type": "response.completed", "response": {**done, "model": "LongCat-2.0"}}
+        ).encode()
+        + b"\n\n",
+    ]
+    facts, _ = request_facts(b'{"model":"LongCat-2.0","stream":true,"input":"Hi"}')
+    at = DAY_START + timedelta(hours=3)
+    record = CallRecord(
+        started_at=at, api="openai", endpoint="/openai/v1/responses", key_id=KEY, key_hint="cost"
+    )
+    drive_stream(record, facts, stream, strip=False, end=True)
+    assert (record.error_type, record.usage_source) == (None, "reported")
+    assert (record.cache_read_tokens, record.reasoning_tokens) == (400_000, 200_000)
+    roll(engine, settings, [quota_used(at - timedelta(hours=1)), record])
+    # 600,000 uncached x 300 + 400,000 cached x 6 + 500,000 output x 1,200 nano-dollars
+    assert day_row(engine).cost_nanos == 782_400_000
