@@ -35,10 +35,11 @@ def test_today_shows_used_tokens_and_calls_per_key(
         expected_calls.append(seeded.count(start, end, " AND key_id = :k", k=key.key_id))
     assert used == expected_used
     assert calls == expected_calls
-    # The reports key (40,000 tokens a day) has burned most of its quota: the bar says how much.
+    # The reports key (40,000 tokens a day) has run past its quota: the bar says how far.
     share = 100 * seeded.billed(start, end, reports.key_id) / 40_000
     bars = [p.proto.text for p in app.get("progress")]
-    assert f"{share:.1f}% of the daily quota used" in bars
+    assert share > 100
+    assert f"{share:.1f}% of the daily quota used — quota exhausted" in bars
     assert "Beijing time (UTC+8)" in " ".join(c.value for c in app.caption)
 
 
