@@ -97,7 +97,16 @@ def decode_record(line: bytes) -> CallRecord:
 
 
 _TEXT: Final = frozenset(
-    {"key_id", "key_hint", "model", "error_type", "error_code", "error_message", "request_id"}
+    {
+        "key_id",
+        "key_hint",
+        "model",
+        "error_type",
+        "error_code",
+        "error_message",
+        "request_id",
+        "client",
+    }
 )
 _COUNTS: Final = frozenset(
     {"status_code", "attempt", *(f for f in _FIELDS if f.endswith("_tokens"))}
