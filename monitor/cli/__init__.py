@@ -6,6 +6,7 @@ import click
 
 from monitor.cli.common import looks_like_api_key
 from monitor.cli.db import db
+from monitor.cli.export import export
 from monitor.cli.jobs import scheduler, tick
 from monitor.cli.keys import keys
 from monitor.cli.services import dashboard, demo, gateway, simulate
@@ -19,7 +20,7 @@ def cli() -> None:
     """Usage and daily-quota monitoring for the LongCat API."""
 
 
-for command in (simulate, gateway, keys, db, tick, scheduler, dashboard, demo):
+for command in (simulate, gateway, keys, db, tick, scheduler, dashboard, demo, export):
     cli.add_command(command)
 
 
