@@ -50,41 +50,16 @@ def run(*args: str) -> Result:
 
 
 def seed(engine: Engine) -> None:
+    """The two calls of EXPECTED_ROWS on quota day 2026-03-01, and one call just outside it on
+    each side."""
     records = [
         CallRecord(
-            FIRST,
-            "openai",
-            "/openai/v1/chat/completions",
-            key_id=KEY_A,
-            key_hint="aaaa",
-            model="LongCat-2.0",
-            stream=True,
-            status_code=200,
-            latency_ms=1250.5,
-            ttft_ms=180.25,
-            input_tokens=1200,
-            output_tokens=300,
-            total_tokens=1500,
-            cache_read_tokens=1000,
-            reasoning_tokens=120,
-            usage_source="reported",
-            labels={"team": "search", "user": "zoë"},
-            event_id="e1",
-        ),
-        CallRecord(
-            LAST,
-            "anthropic",
-            "/anthropic/v1/messages",
-            key_id=KEY_B,
-            key_hint="bbbb",
-            model="LongCat-2.0",
-            status_code=429,
-            error_type="rate_limit",
-            error_message='slow down, "please"',
-            latency_ms=12.0,
-            attempt=1,
-            event_id="e2",
-        ),
+            **{name: value for name, value in row.items() if name != "host"}
+            | {"started_at": datetime.fromisoformat(row["started_at"])}
+        )
+        for row in EXPECTED_ROWS
+    ]
+    records += [
         # just outside the quota day on each side
         CallRecord(FIRST - timedelta(microseconds=1), "openai", "/x", key_id=KEY_A, event_id="e0"),
         CallRecord(LAST + timedelta(microseconds=1), "openai", "/x", key_id=KEY_A, event_id="e3"),
