@@ -62,7 +62,7 @@ def render(ctx: common.Context) -> None:
             for r in overview.rows
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    common.table(table, "alerts sent", width="stretch")
     st.subheader("Latest e-mails")
     for row in overview.rows[:SHOWN_BODIES]:
         if row.status == SKIPPED:

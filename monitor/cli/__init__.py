@@ -7,6 +7,7 @@ import click
 from monitor.cli.billing import billing
 from monitor.cli.common import looks_like_api_key
 from monitor.cli.db import db
+from monitor.cli.export import export
 from monitor.cli.jobs import scheduler, tick
 from monitor.cli.keys import keys
 from monitor.cli.pools import pools
@@ -34,6 +35,7 @@ for command in (
     scheduler,
     dashboard,
     demo,
+    export,
 ):
     cli.add_command(command)
 
