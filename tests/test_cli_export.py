@@ -73,15 +73,15 @@ CALL_COLUMNS = (
     "event_id,started_at,key_id,key_hint,api,method,endpoint,model,stream,status_code,"
     "error_type,error_code,error_message,retry_after_s,latency_ms,ttft_ms,input_tokens,"
     "output_tokens,total_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,"
-    "usage_source,attempt,request_id,labels,source,host"
+    "usage_source,attempt,request_id,client,labels,source,host"
 )
 EXPECTED_CSV = (
     f"{CALL_COLUMNS}\n"
     f"e1,2026-02-28T16:00:00+00:00,{KEY_A},aaaa,openai,POST,/openai/v1/chat/completions,"
     "LongCat-2.0,true,200,,,,,1250.5,180.25,1200,300,1500,1000,,120,reported,0,,"
-    '"{""team"":""search"",""user"":""zoë""}",wrapper,host-1\n'
+    'openai-python 3.63.0,"{""team"":""search"",""user"":""zoë""}",wrapper,host-1\n'
     f"e2,2026-03-01T15:59:59.999999+00:00,{KEY_B},bbbb,anthropic,POST,/anthropic/v1/messages,"
-    'LongCat-2.0,false,429,rate_limit,,"slow down, ""please""",,12.0,,,,,,,,none,1,,{},'
+    'LongCat-2.0,false,429,rate_limit,,"slow down, ""please""",,12.0,,,,,,,,none,1,,,{},'
     "wrapper,host-1\n"
 )
 EXPECTED_ROWS: list[dict[str, Any]] = [
@@ -111,6 +111,7 @@ EXPECTED_ROWS: list[dict[str, Any]] = [
         "usage_source": "reported",
         "attempt": 0,
         "request_id": None,
+        "client": "openai-python 3.63.0",
         "labels": {"team": "search", "user": "zoë"},
         "source": "wrapper",
         "host": "host-1",
@@ -141,6 +142,7 @@ EXPECTED_ROWS: list[dict[str, Any]] = [
         "usage_source": "none",
         "attempt": 1,
         "request_id": None,
+        "client": None,
         "labels": {},
         "source": "wrapper",
         "host": "host-1",

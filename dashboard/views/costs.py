@@ -121,7 +121,7 @@ def _packs(costs: CostOverview) -> None:
     if not costs.balance.packs:
         return
     st.subheader("Token packs")
-    st.dataframe(
+    common.table(
         common.frame(
             [
                 {
@@ -134,7 +134,7 @@ def _packs(costs: CostOverview) -> None:
                 for p in costs.balance.packs
             ]
         ),
-        hide_index=True,
+        "token packs",
     )
 
 

@@ -100,7 +100,7 @@ def render(ctx: common.Context) -> None:
     )
 
     st.subheader("Reasoning and cached tokens, per model")
-    st.dataframe(
+    common.table(
         common.frame(
             [
                 {
@@ -115,7 +115,7 @@ def render(ctx: common.Context) -> None:
                 for p in parts
             ]
         ),
-        hide_index=True,
+        "reasoning and cached tokens per model",
         width="stretch",
     )
     st.caption("Billed calls only. Reasoning tokens are billed as output, cached input apart.")

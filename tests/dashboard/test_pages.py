@@ -151,7 +151,14 @@ def test_costs_page_shows_the_charged_cost_and_the_balance(
 
 @pytest.mark.parametrize(
     "page",
-    ["views/history.py", "views/errors.py", "views/latency.py", "views/alerts.py", "views/keys.py"],
+    [
+        "views/history.py",
+        "views/errors.py",
+        "views/latency.py",
+        "views/alerts.py",
+        "views/keys.py",
+        "views/costs.py",
+    ],
 )
 def test_every_table_has_a_csv_download_of_what_it_shows(
     seeded: Seeded, open_app: Callable[..., Any], page: str, monkeypatch: pytest.MonkeyPatch
