@@ -32,6 +32,8 @@ from monitor.alerts.channels import (
 )
 from monitor.alerts.delivery import DeliveryError, Email, Sender, SmtpSender
 from monitor.alerts.document import (
+    SCHEMA,
+    SCHEMA_VERSION,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     chat_text,
@@ -158,7 +160,12 @@ class ChannelSender:
 @dataclass(frozen=True, slots=True)
 class ChannelBook:
     """The channels in force: the common ones, each key's own, the routes, and what was wrong
-    with the configuration (a bad URL or route is left out and reported, never fatal)."""
+    with the configuration (a bad URL or route is left out and reported, never fatal).
+
+    ``by_key`` is keyed by the ledger's ``key_id``. Pools (another branch) hook in here: a
+    ``pools set-channels`` stores URLs on the pool, and :func:`load_channels` adds them under the
+    ``key_id`` the pool's alerts are recorded with.
+    """
 
     common: tuple[Channel, ...] = ()
     by_key: Mapping[str, tuple[Channel, ...]] = field(default_factory=dict)
@@ -217,3 +224,25 @@ def load_channels(settings: Settings, key_urls: Mapping[str, Sequence[str]]) -> 
         f"a route names {n!r}, which is no channel" for n in unknown_channels(routes, names)
     ]
     return ChannelBook(unique_names(common), by_key, routes, tuple(problems))
+
+
+def sample_message(settings: Settings, now: datetime) -> Outgoing:
+    """A test message for ``alerts test`` and the Alerts page's "send test" button."""
+    zone = settings.tz
+    when = now.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    text = f"This is a test message from the LongCat usage monitor, sent {when} ({zone.key})."
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "event": "test",
+        "rule": "test",
+        "severity": "info",
+        "title": "LongCat monitor: test message",
+        "text": text,
+        "fields": [{"name": "Dashboard", "value": settings.dashboard_url}]
+        if settings.dashboard_url
+        else [],
+        "dashboard_url": settings.dashboard_url,
+    }
+    email = Email(tuple(settings.alert_to), "LongCat monitor: test message", text, f"<p>{text}</p>")
+    return Outgoing(f"test/{int(now.timestamp())}", email, document)

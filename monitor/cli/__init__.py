@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from monitor.cli.alerts import alerts
 from monitor.cli.common import looks_like_api_key
 from monitor.cli.db import db
 from monitor.cli.jobs import scheduler, tick
@@ -19,7 +20,7 @@ def cli() -> None:
     """Usage and daily-quota monitoring for the LongCat API."""
 
 
-for command in (simulate, gateway, keys, db, tick, scheduler, dashboard, demo):
+for command in (simulate, gateway, keys, alerts, db, tick, scheduler, dashboard, demo):
     cli.add_command(command)
 
 

@@ -44,10 +44,10 @@ def add_silence(
 
 def silences(conn: Connection, now: datetime, *, include_ended: bool = False) -> list[Silence]:
     """The silences in force at ``now`` (with ``include_ended``, every one), newest first."""
-    query = select(AlertSilence).order_by(AlertSilence.id.desc())
+    query = select(AlertSilence.__table__).order_by(AlertSilence.id.desc())
     if not include_ended:
         query = query.where(AlertSilence.starts_at <= now, AlertSilence.ends_at > now)
-    return [Silence(s.id, s.rule, s.key_id, s.starts_at, s.ends_at) for s in conn.scalars(query)]
+    return [Silence(s.id, s.rule, s.key_id, s.starts_at, s.ends_at) for s in conn.execute(query)]
 
 
 def end_silence(conn: Connection, silence_id: int, now: datetime) -> bool:
