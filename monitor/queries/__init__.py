@@ -6,6 +6,7 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.queries.alerting import AlertSetup, ChannelLine, alert_setup, silence, unsilence
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -56,19 +57,22 @@ from monitor.store.alerts import (
     RETRYING,
     SENDING,
     SENT,
+    SILENCED,
     SKIPPED,
 )
 from monitor.store.engine import StoreError, make_engine
 
-#: The statuses of the alert ledger, in the order the Alerts page lists them.
-ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, NO_RECIPIENTS, SKIPPED)
+#: Delivery statuses, then those of alerts not delivered, in the order the Alerts page lists them.
+ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, SILENCED, NO_RECIPIENTS, SKIPPED)
 
 __all__ = [
     "ALERT_STATUSES",
     "RETRYING",
     "SKIPPED",
+    "AlertSetup",
     "AlertsOverview",
     "BurnPoint",
+    "ChannelLine",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -87,6 +91,7 @@ __all__ = [
     "RollupFreshness",
     "StoreError",
     "TodayOverview",
+    "alert_setup",
     "alerts_overview",
     "bucket_for",
     "daily_key_tokens",
@@ -105,6 +110,8 @@ __all__ = [
     "model_choices",
     "recent_failures",
     "rollup_freshness",
+    "silence",
     "today_overview",
     "tokens_by_model",
+    "unsilence",
 ]
