@@ -8,12 +8,13 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX: Final = "MONITOR_"
 DEFAULT_HOME: Final = Path.home() / ".longcat-monitor"
@@ -21,6 +22,10 @@ DEFAULT_QUOTA: Final = 500_000
 RAISED_QUOTA: Final = 5_000_000
 DEFAULT_QUOTA_TZ: Final = "Asia/Shanghai"
 DEFAULT_ALERT_THRESHOLDS: Final = (50, 80, 90, 100)
+#: The currency costs are priced in (from that currency's own prices, never converted).
+DEFAULT_CURRENCY: Final = "USD"
+#: Percentages of the last top-up left in the balance that each raise an alert once.
+DEFAULT_BALANCE_THRESHOLDS: Final = (50, 20, 10, 0)
 DEFAULT_UPSTREAM_URL: Final = "https://api.longcat.chat"
 #: Seconds the gateway waits for the upstream to accept a connection, then to send each read.
 DEFAULT_GATEWAY_CONNECT_TIMEOUT_S: Final = 10.0
@@ -68,6 +73,8 @@ class Settings(BaseSettings):
     quota_tz: str = DEFAULT_QUOTA_TZ
     default_quota: int = Field(DEFAULT_QUOTA, gt=0)
     alert_thresholds: Annotated[tuple[int, ...], NoDecode] = DEFAULT_ALERT_THRESHOLDS
+    currency: Literal["USD", "CNY"] = DEFAULT_CURRENCY
+    balance_thresholds: Annotated[tuple[int, ...], NoDecode] = DEFAULT_BALANCE_THRESHOLDS
     smtp_host: str | None = None
     smtp_port: int = Field(DEFAULT_SMTP_PORT, gt=0, lt=65536)
     smtp_user: str | None = None
@@ -115,6 +122,13 @@ class Settings(BaseSettings):
             )
         if value.startswith("postgres:"):
             value = "postgresql:" + value.removeprefix("postgres:")
+        try:
+            make_url(value).port  # noqa: B018 - parsing it is the check
+        except (ArgumentError, ValueError):
+            # the URL may hold a password: it is not repeated here
+            raise ValueError(
+                "is not a database URL SQLAlchemy can read (is the port a number?)"
+            ) from None
         return value
 
     @field_validator("quota_tz")
@@ -155,6 +169,26 @@ class Settings(BaseSettings):
                 ) from None
             if not numbers or any(n <= 0 or n > 1000 for n in numbers):
                 raise ValueError(f"expected percentages between 1 and 1000, got {value!r}")
+            return tuple(numbers)
+        return value
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _parse_currency(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("balance_thresholds", mode="before")
+    @classmethod
+    def _parse_balance_thresholds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                numbers = sorted({int(p) for p in value.split(",") if p.strip()}, reverse=True)
+            except ValueError:
+                raise ValueError(
+                    f"expected comma-separated whole percentages such as 50,20,10,0, got {value!r}"
+                ) from None
+            if not numbers or any(n < 0 or n > 100 for n in numbers):
+                raise ValueError(f"expected percentages between 0 and 100, got {value!r}")
             return tuple(numbers)
         return value
 

@@ -15,6 +15,7 @@ UsageSource = Literal["reported", "estimated", "none"]
 ERROR_TYPES: Final = (
     "auth",
     "permission",
+    "quota_exhausted",
     "rate_limit",
     "bad_request",
     "context_length_exceeded",
@@ -29,7 +30,16 @@ ERROR_TYPES: Final = (
 
 #: Error classes of calls that never reached the model and so are not billed.
 UNBILLED_ERROR_TYPES: Final = frozenset(
-    {"auth", "permission", "rate_limit", "server_error", "overloaded", "timeout", "connection"}
+    {
+        "auth",
+        "permission",
+        "quota_exhausted",
+        "rate_limit",
+        "server_error",
+        "overloaded",
+        "timeout",
+        "connection",
+    }
 )
 
 
@@ -76,6 +86,7 @@ class CallRecord:
     usage_source: UsageSource = "none"
     attempt: int = 0
     request_id: str | None = None
+    client: str | None = None  # the tool that made the call, from its User-Agent
     labels: dict[str, str] = field(default_factory=dict)
     source: str = "wrapper"
     event_id: str = field(default_factory=new_event_id)

@@ -182,7 +182,7 @@ def test_routes_send_each_rule_where_it_belongs(
         engine,
         smtp,
         f"{chat.url('json')}, pager=signed+{hook.url('http')}",
-        routes="threshold=json; critical=pager,email",
+        routes="threshold=json; critical=pager,email; default=email",
     )
     half_quota(engine)
     run_tick(engine, settings, T0)
@@ -192,8 +192,15 @@ def test_routes_send_each_rule_where_it_belongs(
     assert hook.received == [] and smtp.received == []
     insert(engine, calls(T0 + timedelta(minutes=1), 25, 10_000))  # 102 %: critical
     run_tick(engine, settings, T0 + timedelta(minutes=2))
-    assert len(chat.received) == 2  # the 100 % crossing is a quota threshold: json
-    assert [m.subject for m in smtp.received if "has used its daily quota" in m.subject] == []
+    # The 100 % crossing is a quota threshold: json. The money alert of the tokens past the
+    # quota (a model with no price), decided by the cost rules, is routed by default: e-mail.
+    assert [m.json()["title"] for m in chat.received][1:] == [
+        "unnamed key …9f3c has used its daily quota"
+    ]
+    assert hook.received == []
+    assert [m.subject for m in smtp.received] == [
+        "[LongCat monitor] key …9f3c: calls to a model with no price"
+    ]
 
 
 def test_a_route_file_and_severity(

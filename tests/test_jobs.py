@@ -287,6 +287,21 @@ def test_error_rate_and_401_burst_once_per_incident(engine: Engine, smtp: SmtpSe
     assert ongoing.detail == "still firing; next reminder from 11:00 into the day"
 
 
+def test_a_burst_of_quota_refusals_sends_its_own_alert(engine: Engine, smtp: SmtpServer) -> None:
+    settings = settings_for(engine, smtp)
+    start = T0 + timedelta(minutes=1)
+    insert(engine, calls(start, 2, 0, status=402, error="quota_exhausted"))
+    insert(engine, calls(start + timedelta(seconds=5), 1, 0, status=403, error="quota_exhausted"))
+    insert(engine, calls(start + timedelta(seconds=9), 2, 0, status=403, error="permission"))
+    run_tick(engine, settings, T0 + timedelta(minutes=5))
+    run_tick(engine, settings, T0 + timedelta(minutes=6))
+    [mail] = smtp.received
+    assert mail.subject == (
+        "[LongCat monitor] unnamed key …9f3c is being refused: quota or balance exhausted"
+    )
+    assert "3 calls were refused for lack of quota" in mail.part("plain")
+
+
 def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp: SmtpServer) -> None:
     """Several processes' ticks at once, no leader: the ledger alone prevents duplicates."""
     settings = settings_for(engine, smtp)

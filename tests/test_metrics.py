@@ -29,6 +29,7 @@ from monitor.ledger.metrics import (
 from monitor.ledger.quota_day import quota_day
 from monitor.ledger.rollup import run_rollup
 from monitor.records import CallRecord
+from monitor.store.billing import add_top_up, day_charges
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
 from monitor.store.key_usage import key_usage_for_day
@@ -109,6 +110,7 @@ def seeded(database_url: str) -> Iterator[tuple[Engine, Settings]]:
             call("k_other", 'a"b\\', total_tokens=12_345),  # an unregistered key, odd hint
         ]
         insert_calls(conn, records)
+        add_top_up(conn, quota_day(now, settings.tz), 12_500_000_000, "USD", now=now)
     run_rollup(engine, settings)
     yield engine, settings
     engine.dispose()
@@ -130,10 +132,10 @@ def test_metrics_match_the_database(seeded: tuple[Engine, Settings], server: Met
     series, types = parse(response.text)
     assert types == {PREFIX + name: "gauge" for name in METRICS}
 
+    today = quota_day(datetime.now(UTC), settings.tz)
     with engine.connect() as conn:
-        usages = key_usage_for_day(
-            conn, quota_day(datetime.now(UTC), settings.tz), default_quota=settings.default_quota
-        )
+        usages = key_usage_for_day(conn, today, default_quota=settings.default_quota)
+        charges = day_charges(conn, today)
     assert {u.name for u in usages} == {"search", None}
     for u in usages:
         key = {("key", u.name or "(unnamed)"), ("key_hint", u.hint or ""), ("key_id", u.key_id)}
@@ -150,6 +152,8 @@ def test_metrics_match_the_database(seeded: tuple[Engine, Settings], server: Met
             ("quota_tokens", frozenset()): u.quota,
             ("quota_used_tokens", frozenset()): u.total_tokens,
             ("quota_used_ratio", frozenset()): pytest.approx(u.used_fraction),
+            ("today_cost", frozenset({("currency", "USD")})): charges[u.key_id].cost / 10**9,
+            ("today_unpriced_tokens", frozenset()): charges[u.key_id].unpriced_tokens,
         } | {
             ("today_errors", frozenset({("error_class", cls)})): n
             for cls, n in u.errors_by_class.items()
@@ -166,6 +170,7 @@ def test_metrics_match_the_database(seeded: tuple[Engine, Settings], server: Met
     assert search["quota_used_tokens"] == 7 * 400  # 429s and 5xx are not billed
     assert ("longcat_monitor_rollup_age_seconds", frozenset()) in series
     assert 0 < series[("longcat_monitor_quota_reset_seconds", frozenset())] <= 86_400
+    assert series[("longcat_monitor_balance", frozenset({("currency", "USD")}))] == 12.5
     # The odd hint survives escaping: the parser above read it back whole.
     assert any(("key_hint", 'a"b\\') in labels for _, labels in series)
 

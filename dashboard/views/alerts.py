@@ -15,6 +15,7 @@ from monitor.alerts.rules import (
     ERROR_RATE_MIN_CALLS,
     ERROR_RATE_SHARE,
     ERROR_WINDOW,
+    QUOTA_REFUSED_MIN_CALLS,
     RULES,
 )
 from monitor.dashboard import common
@@ -126,12 +127,14 @@ def _rules(ctx: common.Context) -> None:
         f"- **Error rate**: 429 or 5xx above {ERROR_RATE_SHARE:.0%} of at least "
         f"{ERROR_RATE_MIN_CALLS} calls in {minutes} minutes.\n"
         f"- **Revoked or mistyped key**: {AUTH_BURST_MIN_401} or more 401s in {minutes} minutes.\n"
+        f"- **Quota or balance exhausted**: {QUOTA_REFUSED_MIN_CALLS} or more calls refused with "
+        f"402 (or 403 `insufficient_quota`) in {minutes} minutes.\n"
         f"- **Latency** per model over {minutes} minutes: {latency or 'off'} "
         "(`MONITOR_LATENCY_P95_MS`, `MONITOR_TTFT_P95_MS`).\n"
         "- **Daily digest** of yesterday.\n\n"
-        f"Incidents (error rate, 401s, latency) send one message when they start, a reminder at "
-        f"most every {s.alert_repeat_min} minutes (`MONITOR_ALERT_REPEAT_MIN`) and one when they "
-        "recover."
+        "Incidents (error rate, 401s, refusals, latency) send one message when they start, a "
+        f"reminder at most every {s.alert_repeat_min} minutes (`MONITOR_ALERT_REPEAT_MIN`) and "
+        "one when they recover."
     )
     st.caption(f"Default quota of unregistered keys: {s.default_quota:,} tokens a day.")
 

@@ -23,6 +23,13 @@ def render(ctx: common.Context) -> None:
     top = next(iter(totals.by_class), None)
     cols[3].metric("Most frequent class", top or "–")
 
+    refused = totals.by_class.get("quota_exhausted", 0)
+    if refused:
+        st.warning(
+            f"{refused:,} calls were refused because a key's token quota or balance is exhausted "
+            "(402, or 403 insufficient_quota): class `quota_exhausted`, not billed."
+        )
+
     st.subheader("Error rate by class")
     bucket = bucket_for(ctx.filters)
     points = error_series(rows, bucket, ctx.tz)

@@ -10,7 +10,7 @@ the signed webhook are rendered from). ``alert_silences`` holds the silences; ``
 key's own notification URLs.
 
 Revision ID: 0011_alert_channels
-Revises: 0008_labelled_calls_index
+Revises: 0010_cost
 Create Date: 2026-12-02
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011_alert_channels"
-down_revision: str | None = "0008_labelled_calls_index"
+down_revision: str | None = "0010_cost"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

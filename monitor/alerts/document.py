@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 from monitor.alerts.messages import AlertFacts, chat, zone_label
+from monitor.alerts.rules import RECOVERED
 
 SCHEMA: Final = "longcat-monitor.alert"
 SCHEMA_VERSION: Final = 1
@@ -79,6 +80,37 @@ def build_document(facts: AlertFacts, *, key_id: str, severity: str) -> dict[str
         "reset_at": _iso(f.reset_at),
         "reset_local": f"00:00 {zone_label(f.tz)}",
         "dashboard_url": f.dashboard_url,
+    }
+
+
+def document_from_email(
+    rule: str,
+    severity: str,
+    threshold: int,
+    key_id: str,
+    day: date,
+    title: str,
+    text: str,
+    dashboard_url: str | None,
+) -> dict[str, Any]:
+    """A version-1 document for an alert decided outside :mod:`monitor.ledger.jobs` (pools and
+    money, with e-mail text only): its first sentence, no fields or figures of its own."""
+    fields = [{"name": "Dashboard", "value": dashboard_url}] if dashboard_url else []
+    return {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "event": "recovery" if rule.endswith(RECOVERED) else "alert",
+        "rule": rule,
+        "severity": severity,
+        "threshold": threshold,
+        "key": {"id": key_id, "name": None, "hint": None},
+        "model": None,
+        "day": day.isoformat(),
+        "title": title,
+        "text": text.split("\n", 1)[0],
+        "fields": fields,
+        "figures": {},
+        "dashboard_url": dashboard_url,
     }
 
 

@@ -21,8 +21,10 @@ from monitor.alerts.rules import (
     RULE_ERROR_RATE,
     RULE_LATENCY,
     RULE_QUOTA,
+    RULE_QUOTA_REFUSED,
     RULE_TTFT,
 )
+from monitor.alerts.spending import RULE_BALANCE, RULE_BUDGET, RULE_PACK_EXPIRY, RULE_UNPRICED
 
 SUBJECT_PREFIX: Final = "[LongCat monitor]"
 #: A chat message shows at most this many fields.
@@ -56,6 +58,7 @@ class AlertFacts:
     window_calls: int = 0
     window_errors: int = 0
     window_unauthorized: int = 0
+    window_quota_refused: int = 0
     dashboard_url: str | None = None
     reason: str = ""
     limit: str = ""
@@ -112,8 +115,24 @@ def share(part: int, whole: int) -> str:
 
 
 def key_label(name: str | None, hint: str) -> str:
-    """``ci-bot (…a1b2)``, or ``unnamed key …a1b2`` for a key seen only in traffic."""
-    return f"{name} (…{hint})" if name else f"unnamed key …{hint}"
+    """``ci-bot (…a1b2)``, or ``unnamed key …a1b2`` for a key seen only in traffic; a pool (no
+    hint) by its name alone.
+
+    A hint comes from traffic: a character that is not printable (a line break such as ``\x85``
+    or ``\x0b``, which no e-mail header may hold) is shown as ``?``.
+
+    >>> key_label(None, "a\x0bb\x85")
+    'unnamed key …a?b?'
+    """
+    if name and not hint:
+        return printable(name)
+    hint = printable(hint)
+    return f"{printable(name)} (…{hint})" if name else f"unnamed key …{hint}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks included) as ``?``."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def zone_label(tz: ZoneInfo) -> str:
@@ -195,6 +214,14 @@ def _headline(f: AlertFacts, label: str) -> tuple[str, str]:
             f"calls in the {f.window_minutes} minutes from {_window_at(f)} "
             f"(threshold {f.limit}).",
         )
+    if rule == RULE_QUOTA_REFUSED:
+        return (
+            f"{still}{label} is being refused: quota or balance exhausted",
+            f"Key {label}: {f.window_quota_refused} calls were refused for lack of quota (402, or "
+            f"403 insufficient_quota) in the {f.window_minutes} minutes from {_window_at(f)}: "
+            "its token quota or its balance is exhausted. Calls keep failing until the quota "
+            f"resets at 00:00 {zone} or the balance is topped up.",
+        )
     if rule == RULE_DIGEST:
         return (
             f"{label}: daily summary for {f.day.isoformat()}",
@@ -209,6 +236,7 @@ def _recovery(f: AlertFacts, label: str) -> tuple[str, str]:
     what = {
         RULE_ERROR_RATE: "the error rate is back to normal",
         RULE_AUTH_BURST: "calls are no longer refused with 401",
+        RULE_QUOTA_REFUSED: "calls are no longer refused for lack of quota",
         RULE_LATENCY: "the p95 latency is back under its threshold",
         RULE_TTFT: "the p95 time to first token is back under its threshold",
     }.get(rule, f"{rule} no longer fires")
@@ -252,9 +280,15 @@ def render(facts: AlertFacts) -> RenderedEmail:
             at = local_hhmm(facts.forecast_at, facts.tz)
             lines.append(("Forecast", f"exhausted at about {at} {zone}"))
     lines.append(("Quota day", facts.day.isoformat()))
-    if facts.dashboard_url:
-        lines.append(("Dashboard", facts.dashboard_url))
+    return _email(subject, headline, lines, facts.dashboard_url)
 
+
+def _email(
+    subject: str, headline: str, lines: list[tuple[str, str]], dashboard_url: str | None
+) -> RenderedEmail:
+    """The e-mail: the headline, then one ``name: value`` line (a table row in HTML) each."""
+    if dashboard_url:
+        lines = [*lines, ("Dashboard", dashboard_url)]
     text = "\n".join([headline, "", *(f"{k}: {v}" for k, v in lines), "", "-- longcat-monitor", ""])
     rows = "".join(
         f"<tr><th align='left'>{html.escape(k)}</th><td>{_cell(k, v)}</td></tr>" for k, v in lines
@@ -282,6 +316,7 @@ def _window_lines(f: AlertFacts) -> list[tuple[str, str]]:
         ("Calls in the window", f"{f.window_calls:,}"),
         ("429 or 5xx", f"{f.window_errors:,} ({share(f.window_errors, f.window_calls)})"),
         ("401 Unauthorized", f"{f.window_unauthorized:,}"),
+        ("Refused for lack of quota", f"{f.window_quota_refused:,}"),
         ("Window", window),
     ]
     if f.limit:
@@ -330,6 +365,12 @@ def chat(facts: AlertFacts) -> ChatMessage:
         fields = [("401 Unauthorized", f"{f.window_unauthorized} calls")]
         fields += [("Threshold", f.limit)] if f.limit else []
         fields += [("Window", f"{f.window_minutes} min from {_window_at(f)}")]
+    elif rule == RULE_QUOTA_REFUSED:
+        fields = [
+            ("Refused (402/403)", f"{f.window_quota_refused} calls"),
+            ("Window", f"{f.window_minutes} min from {_window_at(f)}"),
+            resets,
+        ]
     elif rule in (RULE_LATENCY, RULE_TTFT):
         fields = [
             (f"p95 {_latency_name(rule)}", f"{milliseconds(f.p95_ms)} ({f.window_calls} calls)"),
@@ -347,3 +388,62 @@ def _cell(name: str, value: str) -> str:
     if name == "Dashboard":
         return f"<a href='{html.escape(value, quote=True)}'>{html.escape(value)}</a>"
     return html.escape(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingFacts:
+    """What a money alert says (:mod:`monitor.alerts.spending`). Amounts are already written
+    with their currency; ``subject`` names the pool, key or pack."""
+
+    rule: str
+    threshold: int
+    day: date
+    subject: str
+    balance: str = ""
+    last_top_up: str = ""
+    run_out: date | None = None
+    tokens_left: int = 0
+    cost_today: str = ""
+    budget: str = ""
+    unpriced_tokens: int = 0
+    dashboard_url: str | None = None
+
+
+def render_spending(f: SpendingFacts) -> RenderedEmail:
+    """The e-mail for a money alert.
+
+    >>> render_spending(SpendingFacts("budget", 100, date(2026, 11, 25), "pool search",
+    ...     cost_today="$12.40", budget="$10.00")).subject
+    '[LongCat monitor] pool search spent $12.40 today, over its budget of $10.00'
+    """
+    lines: list[tuple[str, str]] = []
+    if f.rule == RULE_BALANCE:
+        subject = f"the balance is down to {f.threshold}% of the last top-up"
+        headline = (
+            f"The estimated balance is {f.balance}, {f.threshold}% or less of the last top-up "
+            f"of {f.last_top_up}."
+        )
+        lines.append(("Estimated balance", f.balance))
+        if f.run_out is not None:
+            lines.append(("Runs out around", f.run_out.isoformat()))
+    elif f.rule == RULE_PACK_EXPIRY:
+        subject = f"{f.subject}: {f.tokens_left:,} tokens expire on {f.day.isoformat()}"
+        headline = (
+            f"Token {f.subject} expires at the end of {f.day.isoformat()} with "
+            f"{f.tokens_left:,} tokens unused."
+        )
+    elif f.rule == RULE_BUDGET:
+        subject = f"{f.subject} spent {f.cost_today} today, over its budget of {f.budget}"
+        headline = f"{f.subject} has spent {f.cost_today} today; its daily budget is {f.budget}."
+        lines.append(("Quota day", f.day.isoformat()))
+    elif f.rule == RULE_UNPRICED:
+        subject = f"{f.subject}: calls to a model with no price"
+        headline = (
+            f"{f.unpriced_tokens:,} billed tokens of {f.subject} today are for a model with no "
+            "price, so its cost is unknown. Add one with `longcat-monitor prices set`."
+        )
+        lines.append(("Quota day", f.day.isoformat()))
+    else:
+        raise ValueError(f"no message for rule {f.rule!r}")
+    lines.append(("Note", "estimated from published prices; the platform's bill is authoritative"))
+    return _email(subject, headline, lines, f.dashboard_url)

@@ -6,8 +6,9 @@ several processes decide the same thing at once. ``threshold`` means, per rule:
 
 - ``quota``: the percentage crossed (50, 80, 90, 100 by default).
 - ``burn_rate``: the ordinal of the burn-rate alert that day (1, then 2 if it moved much earlier…).
-- ``error_rate`` / ``auth_burst`` / ``latency`` / ``ttft``: the minute of the quota day at which
-  the window starts (``key_id`` is ``model:NAME`` for the latency rules, which are per model).
+- ``error_rate`` / ``auth_burst`` / ``quota_refused`` / ``latency`` / ``ttft``: the minute of the
+  quota day at which the window starts (``key_id`` is ``model:NAME`` for the latency rules, which
+  are per model).
 - ``<rule>_recovered``: the minute of the incident's last firing window.
 - ``digest``: 0 (one per key per day; ``day`` is the day summarised).
 
@@ -27,6 +28,8 @@ RULE_QUOTA: Final = "quota"
 RULE_BURN_RATE: Final = "burn_rate"
 RULE_ERROR_RATE: Final = "error_rate"
 RULE_AUTH_BURST: Final = "auth_burst"
+#: Calls refused because the token quota or the balance is spent (402, 403 insufficient_quota).
+RULE_QUOTA_REFUSED: Final = "quota_refused"
 RULE_LATENCY: Final = "latency"
 RULE_TTFT: Final = "ttft"
 RULE_DIGEST: Final = "digest"
@@ -35,6 +38,7 @@ RULES: Final = (
     RULE_BURN_RATE,
     RULE_ERROR_RATE,
     RULE_AUTH_BURST,
+    RULE_QUOTA_REFUSED,
     RULE_LATENCY,
     RULE_TTFT,
     RULE_DIGEST,
@@ -54,6 +58,7 @@ ERROR_WINDOW: Final = timedelta(minutes=15)
 ERROR_RATE_SHARE: Final = 0.20
 ERROR_RATE_MIN_CALLS: Final = 20
 AUTH_BURST_MIN_401: Final = 5
+QUOTA_REFUSED_MIN_CALLS: Final = 3
 #: The digest of yesterday waits this long after the reset, so late calls are rolled up first.
 DIGEST_DELAY: Final = timedelta(minutes=15)
 
@@ -108,6 +113,7 @@ class ErrorWindowCounts:
     calls: int
     throttled_or_5xx: int
     unauthorized: int
+    quota_refused: int = 0
 
     @property
     def share(self) -> float:
@@ -122,13 +128,14 @@ class ErrorPolicy:
     share: float = ERROR_RATE_SHARE
     min_calls: int = ERROR_RATE_MIN_CALLS
     min_unauthorized: int = AUTH_BURST_MIN_401
+    min_quota_refused: int = QUOTA_REFUSED_MIN_CALLS
 
     def __post_init__(self) -> None:
         if self.window <= timedelta(0) or timedelta(days=1) % self.window:
             raise ValueError(f"error window must divide a day evenly, got {self.window}")
         if not 0 < self.share <= 1:
             raise ValueError(f"error share must be in (0, 1], got {self.share}")
-        if self.min_calls < 1 or self.min_unauthorized < 1:
+        if self.min_calls < 1 or self.min_unauthorized < 1 or self.min_quota_refused < 1:
             raise ValueError("minimum call counts must be at least 1")
 
 
@@ -211,7 +218,7 @@ def error_alerts(
     previous: ErrorWindowCounts | None = None,
     repeat: timedelta = DEFAULT_REPEAT,
 ) -> list[Decision]:
-    """Error-rate and 401-burst incidents of one key: start, reminder or recovery.
+    """Error-rate, 401-burst and quota-refused incidents of one key: start, reminder or recovery.
 
     ``counts`` is the window in progress (from :func:`window_start`; it may cover the window only
     partly: it is checked while it runs). ``previous`` is the whole window before it, which
@@ -220,18 +227,11 @@ def error_alerts(
     held = list(prior)
     minute = window_threshold(counts.start, day_start)
     previous_minute = minute - int(policy.window.total_seconds() // 60)
-    error_firing = counts.calls >= policy.min_calls and counts.share >= policy.share
-    auth_firing = counts.unauthorized >= policy.min_unauthorized
-    before_error = previous is not None and (
-        previous.calls >= policy.min_calls and previous.share >= policy.share
-    )
-    before_auth = previous is not None and previous.unauthorized >= policy.min_unauthorized
     decisions = []
-    for rule, firing, fired_before in (
-        (RULE_ERROR_RATE, error_firing, before_error),
-        (RULE_AUTH_BURST, auth_firing, before_auth),
-    ):
+    for rule in (RULE_ERROR_RATE, RULE_AUTH_BURST, RULE_QUOTA_REFUSED):
+        fired_before = previous is not None and window_fires(rule, previous, policy)
         quiet = previous_minute if previous is not None and not fired_before else None
+        firing = window_fires(rule, counts, policy)
         decision = incident(
             rule, day, held, firing_minute=minute if firing else None, quiet_minute=quiet,
             repeat=repeat,
@@ -239,6 +239,15 @@ def error_alerts(
         if decision is not None:
             decisions.append(decision)
     return decisions
+
+
+def window_fires(rule: str, counts: ErrorWindowCounts, policy: ErrorPolicy) -> bool:
+    """Whether the windowed ``rule`` fires on ``counts``."""
+    if rule == RULE_ERROR_RATE:
+        return counts.calls >= policy.min_calls and counts.share >= policy.share
+    if rule == RULE_AUTH_BURST:
+        return counts.unauthorized >= policy.min_unauthorized
+    return counts.quota_refused >= policy.min_quota_refused
 
 
 def incident(

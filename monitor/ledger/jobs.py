@@ -15,18 +15,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from monitor.alerts.channels import EMAIL
+from monitor.alerts.channels import EMAIL, Channel
 from monitor.alerts.delivery import DeliveryError, Email, Sender
-from monitor.alerts.document import build_document
+from monitor.alerts.document import build_document, document_from_email
 from monitor.alerts.forecast import Forecast, forecast_exhaustion, recent_window_start
-from monitor.alerts.messages import AlertFacts, local_hhmm, render
+from monitor.alerts.messages import SUBJECT_PREFIX, AlertFacts, local_hhmm, render
 from monitor.alerts.notify import ChannelBook, ChannelSend, ChannelSender, Outgoing, load_channels
-from monitor.alerts.routing import severity_of
+from monitor.alerts.routing import base_rule, severity_of
 from monitor.alerts.rules import (
     DIGEST_DELAY,
     LATENCY_WINDOW,
@@ -34,6 +34,7 @@ from monitor.alerts.rules import (
     RULE_DIGEST,
     RULE_ERROR_RATE,
     RULE_LATENCY,
+    RULE_QUOTA_REFUSED,
     RULE_TTFT,
     Decision,
     ErrorPolicy,
@@ -54,6 +55,7 @@ from monitor.config import Settings
 from monitor.ledger.quota_day import day_end, day_start, quota_day
 from monitor.ledger.retention import StorageResult, maintain_storage
 from monitor.ledger.rollup import RollupResult, run_rollup
+from monitor.ledger.spending import decide_spending
 from monitor.store import alerts as ledger
 from monitor.store.key_usage import KeyDayUsage, hourly_tokens, key_usage_for_day
 from monitor.store.silences import key_channel_urls, silences
@@ -220,6 +222,8 @@ def _decide(conn: Connection, ctx: _Context, policy: JobPolicy) -> list[ledger.N
     out += _error_incidents(conn, ctx, policy.errors, today, start, reset, usages, held)
     out += _latency_incidents(conn, ctx, today, start, reset, held)
 
+    out.extend(_routed(ctx, alert) for alert in decide_spending(conn, settings, now))
+
     if policy.digest:
         for usage in key_usage_for_day(conn, yesterday, default_quota=settings.default_quota):
             facts = _Facts(ctx, usage, start)
@@ -228,7 +232,7 @@ def _decide(conn: Connection, ctx: _Context, policy: JobPolicy) -> list[ledger.N
                 start,
                 now,
                 usage.requests,
-                bool(facts.targets(RULE_DIGEST, severity_of(RULE_DIGEST))),
+                _has_channels(ctx, usage, RULE_DIGEST),
                 held.get(usage.key_id, []),
                 policy.digest_delay,
             )
@@ -257,7 +261,7 @@ def _error_incidents(
         if before >= start
         else {}
     )
-    incident_rules = (RULE_ERROR_RATE, RULE_AUTH_BURST)
+    incident_rules = (RULE_ERROR_RATE, RULE_AUTH_BURST, RULE_QUOTA_REFUSED)
     open_keys = {
         key_id for key_id, rows in held.items() if any(p.rule in incident_rules for p in rows)
     }
@@ -278,11 +282,11 @@ def _error_incidents(
         for decision in decisions:
             usage = usages.get(key_id) or _unseen(key_id, hint, today, ctx.settings)
             shown = earlier if decision.rule.endswith("_recovered") and earlier else counts
-            limit = (
-                f"{errors.share:.0%} of at least {errors.min_calls} calls"
-                if decision.rule.startswith(RULE_ERROR_RATE)
-                else f"{errors.min_unauthorized} or more 401s"
-            )
+            limit = {
+                RULE_ERROR_RATE: f"{errors.share:.0%} of at least {errors.min_calls} calls",
+                RULE_AUTH_BURST: f"{errors.min_unauthorized} or more 401s",
+                RULE_QUOTA_REFUSED: f"{errors.min_quota_refused} or more refusals",
+            }.get(base_rule(decision.rule), "")
             out.append(_Facts(ctx, usage, reset).alert(decision, window=shown, limit=limit))
     return out
 
@@ -331,6 +335,13 @@ def _latency_incidents(
     return out
 
 
+def _has_channels(ctx: _Context, usage: KeyDayUsage, rule: str) -> bool:
+    """Whether an alert of ``rule`` for this key would go anywhere."""
+    mail = bool(recipients_for(usage, ctx.settings))
+    routed = ctx.book.route(rule, severity_of(rule), usage.key_id)
+    return any(c.name != EMAIL or mail for c in routed)
+
+
 def _minutes(span: timedelta) -> int:
     """Whole minutes, rounded up, at least 1 (a window checked while it runs is partial)."""
     return max(-(-int(span.total_seconds()) // 60), 1)
@@ -357,16 +368,6 @@ class _Facts:
     ctx: _Context
     usage: KeyDayUsage
     reset: datetime
-
-    def targets(self, rule: str, severity: str) -> list[tuple[str, str]]:
-        """``(channel, masked target)`` of the channels an alert goes to; e-mail only when the
-        key (or ``MONITOR_ALERT_TO``) has recipients."""
-        has_mail = bool(recipients_for(self.usage, self.ctx.settings))
-        return [
-            (c.name, c.target)
-            for c in self.ctx.book.route(rule, severity, self.usage.key_id)
-            if c.name != EMAIL or has_mail
-        ]
 
     def alert(
         self,
@@ -400,43 +401,86 @@ class _Facts:
             window_calls=span.calls if span else 0,
             window_errors=window.throttled_or_5xx if window else 0,
             window_unauthorized=window.unauthorized if window else 0,
+            window_quota_refused=window.quota_refused if window else 0,
             dashboard_url=settings.dashboard_url,
             reason=decision.reason,
             limit=limit,
             model=model,
             p95_ms=latency.p95_ms if latency else None,
         )
-        mail = render(facts)
-        severity = severity_of(decision.rule, decision.threshold)
-        targets = self.targets(decision.rule, severity)
-        silence = silenced_by(self.ctx.silences, decision.rule, u.key_id, now)
-        detail = decision.reason or None
-        if not decision.send:
-            status = ledger.SKIPPED
-        elif silence is not None:
-            status = ledger.SILENCED
-            until = f"{local_hhmm(silence.ends_at, settings.tz)} {silence.ends_at:%Y-%m-%d}"
-            detail = f"silenced by #{silence.id} until {until}"
-        elif not targets:
-            status = ledger.NO_RECIPIENTS
-        else:
-            status = ledger.PENDING
-        return ledger.NewAlert(
+        recipients = recipients_for(u, settings)
+        try:
+            mail = render(facts)
+            severity = severity_of(decision.rule, decision.threshold)
+            document = build_document(facts, key_id=u.key_id, severity=severity)
+        except Exception as exc:  # one alert that cannot be built stops no other
+            logger.warning("alert %s for key %s cannot be built: %r", decision.rule, u.key_id, exc)
+            return ledger.NewAlert(
+                key_id=u.key_id,
+                day=decision.day,
+                rule=decision.rule,
+                threshold=decision.threshold,
+                status=ledger.FAILED,
+                recipients=recipients,
+                subject=f"{SUBJECT_PREFIX} {decision.rule} alert for key {u.key_id}",
+                body_text="",
+                body_html="",
+                detail=f"cannot build the e-mail: {type(exc).__name__}: {exc}"[:500],
+                forecast_at=decision.forecast_at,
+            )
+        alert = ledger.NewAlert(
             key_id=u.key_id,
             day=decision.day,
             rule=decision.rule,
             threshold=decision.threshold,
-            status=status,
-            recipients=recipients_for(u, settings),
+            status=ledger.PENDING if decision.send else ledger.SKIPPED,
+            recipients=recipients,
             subject=mail.subject,
             body_text=mail.text,
             body_html=mail.html,
-            detail=detail,
+            detail=decision.reason or None,
             forecast_at=decision.forecast_at,
             severity=severity,
-            document=build_document(facts, key_id=u.key_id, severity=severity),
-            channels=tuple(targets),
+            document=document,
         )
+        return _routed(self.ctx, alert)
+
+
+def _routed(ctx: _Context, alert: ledger.NewAlert) -> ledger.NewAlert:
+    """``alert`` with the channels its route gives it (e-mail only when it has recipients), or
+    recorded as silenced, or as having nowhere to go. An alert decided elsewhere (pools, money)
+    gets its severity here and a document made from its e-mail."""
+    if alert.status not in (ledger.PENDING, ledger.NO_RECIPIENTS):
+        return alert  # skipped, or failed to build: recorded as it is
+    severity = alert.severity or severity_of(alert.rule, alert.threshold)
+    document = alert.document or document_from_email(
+        alert.rule,
+        severity,
+        alert.threshold,
+        alert.key_id,
+        alert.day,
+        alert.subject.removeprefix(SUBJECT_PREFIX).strip(),
+        alert.body_text,
+        ctx.settings.dashboard_url,
+    )
+    targets = tuple(
+        (c.name, c.target)
+        for c in ctx.book.route(alert.rule, severity, alert.key_id)
+        if c.name != EMAIL or alert.recipients
+    )
+    silence = silenced_by(ctx.silences, alert.rule, alert.key_id, ctx.now)
+    status, detail = ledger.PENDING, alert.detail
+    if silence is not None:
+        ends = silence.ends_at
+        status = ledger.SILENCED
+        detail = (
+            f"silenced by #{silence.id} until {local_hhmm(ends, ctx.settings.tz)} {ends:%Y-%m-%d}"
+        )
+    elif not targets:
+        status = ledger.NO_RECIPIENTS
+    return replace(
+        alert, status=status, detail=detail, severity=severity, document=document, channels=targets
+    )
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -479,24 +523,47 @@ def _deliver(
         )
         try:
             send(channel, outgoing)
-        except DeliveryError as exc:
-            counts.failed_attempts += 1
-            with engine.begin() as conn:
-                status = ledger.mark_failed(
-                    conn, delivery.id, str(exc), worker=worker, now=now, policy=retry
-                )
-            if status == ledger.FAILED:
-                counts.gave_up += 1
-            logger.warning(
-                "alert %d (%s) not sent to %s, attempt %d: %s; now %s",
-                alert.id,
-                alert.subject,
-                delivery.channel,
-                delivery.attempts + 1,
-                exc,
-                status,
-            )
+        except Exception as exc:  # one alert that cannot be sent stops no other
+            _failed(engine, alert, delivery, channel, exc, worker=worker, now=now, retry=retry,
+                    counts=counts)  # fmt: skip
             continue
         with engine.begin() as conn:
             ledger.mark_sent(conn, delivery.id, worker=worker, now=now)
         counts.sent += 1
+
+
+def _failed(
+    engine: Engine,
+    alert: ledger.AlertRow,
+    delivery: ledger.DeliveryRow,
+    channel: Channel,
+    exc: Exception,
+    *,
+    worker: str,
+    now: datetime,
+    retry: ledger.RetryPolicy,
+    counts: _Counts,
+) -> None:
+    """Note a failed send. The channel's answer (:class:`DeliveryError`) is retried with
+    back-off; anything else (a message that cannot be built) would fail the same way again, so
+    the delivery is failed at once, with its reason (the channel's URL masked in it)."""
+    final = not isinstance(exc, DeliveryError)
+    reason = f"{type(exc).__name__}: {exc}" if final else str(exc)
+    if channel.url:
+        reason = reason.replace(channel.url, channel.target)
+    counts.failed_attempts += 1
+    with engine.begin() as conn:
+        status = ledger.mark_failed(
+            conn, delivery.id, reason, worker=worker, now=now, policy=retry, final=final
+        )
+    if status == ledger.FAILED:
+        counts.gave_up += 1
+    logger.warning(
+        "alert %d (%s) not sent to %s, attempt %d: %s; now %s",
+        alert.id,
+        alert.subject,
+        delivery.channel,
+        delivery.attempts + 1,
+        reason,
+        status,
+    )

@@ -6,7 +6,16 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.ledger.prices import format_money
 from monitor.queries.alerting import AlertSetup, ChannelLine, alert_setup, silence, unsilence
+from monitor.queries.breakdowns import (
+    UNKNOWN_CLIENT,
+    ClientUsage,
+    ModelTokenParts,
+    token_parts_by_model,
+    usage_by_client,
+)
+from monitor.queries.costs import CostOverview, CostRow, cost_overview
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -69,10 +78,14 @@ __all__ = [
     "ALERT_STATUSES",
     "RETRYING",
     "SKIPPED",
+    "UNKNOWN_CLIENT",
     "AlertSetup",
     "AlertsOverview",
     "BurnPoint",
     "ChannelLine",
+    "ClientUsage",
+    "CostOverview",
+    "CostRow",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -87,6 +100,7 @@ __all__ = [
     "LabelBreakdown",
     "LabelTokens",
     "LatencyPoint",
+    "ModelTokenParts",
     "ModelTokens",
     "RollupFreshness",
     "StoreError",
@@ -94,11 +108,13 @@ __all__ = [
     "alert_setup",
     "alerts_overview",
     "bucket_for",
+    "cost_overview",
     "daily_key_tokens",
     "database_status",
     "endpoint_choices",
     "error_series",
     "error_totals",
+    "format_money",
     "hourly_rows",
     "key_choices",
     "key_details",
@@ -112,6 +128,8 @@ __all__ = [
     "rollup_freshness",
     "silence",
     "today_overview",
+    "token_parts_by_model",
     "tokens_by_model",
     "unsilence",
+    "usage_by_client",
 ]

@@ -333,7 +333,7 @@ def mark_failed(
     final: bool = False,
 ) -> str:
     """Record a failed attempt: ``retrying`` with backoff, or ``failed`` after the last one (or
-    at once with ``final``, for a channel that no longer exists)."""
+    at once when ``final``: a failure no retry will change, a channel that no longer exists)."""
     attempts = conn.execute(
         select(AlertDelivery.attempts).where(AlertDelivery.id == delivery_id)
     ).scalar_one()
@@ -382,26 +382,29 @@ def error_window_counts(
 ) -> list[tuple[ErrorWindowCounts, str | None]]:
     """Per key, its calls in ``[start, end)`` from ``api_calls``, with a key hint.
 
-    ``throttled_or_5xx``: status 429 or 500–599; ``unauthorized``: status 401. Read from the raw
+    ``throttled_or_5xx``: status 429 or 500–599; ``unauthorized``: status 401; ``quota_refused``:
+    error class ``quota_exhausted`` (402, 403 ``insufficient_quota``). Read from the raw
     calls, not the hourly rollup, because the window (15 minutes) is finer than an hour.
     """
     status = ApiCall.status_code
     bad = case((or_(status == 429, and_(status >= 500, status < 600)), 1), else_=0)
     denied = case((status == 401, 1), else_=0)
+    refused = case((ApiCall.error_type == "quota_exhausted", 1), else_=0)
     rows = conn.execute(
         select(
             ApiCall.key_id,
             func.count(),
             func.coalesce(func.sum(bad), 0),
             func.coalesce(func.sum(denied), 0),
+            func.coalesce(func.sum(refused), 0),
             func.max(ApiCall.key_hint),
         )
         .where(ApiCall.key_id.is_not(None), ApiCall.started_at >= start, ApiCall.started_at < end)
         .group_by(ApiCall.key_id)
     )
     return [
-        (ErrorWindowCounts(key_id, start, end, int(calls), int(b), int(d)), hint)
-        for key_id, calls, b, d, hint in rows
+        (ErrorWindowCounts(key_id, start, end, int(calls), int(b), int(d), int(q)), hint)
+        for key_id, calls, b, d, q, hint in rows
     ]
 
 

@@ -77,6 +77,13 @@ def test_windowed_and_digest_emails() -> None:
         BASE, rule="auth_burst", window_start=NOW, window_minutes=15, window_unauthorized=7
     )
     assert "revoked or mistyped" in render(burst).text
+    refused = render(
+        replace(
+            BASE, rule="quota_refused", window_start=NOW, window_minutes=15, window_quota_refused=4
+        )
+    )
+    assert refused.subject.endswith("search (…9f3c) is being refused: quota or balance exhausted")
+    assert "4 calls were refused for lack of quota" in refused.text
     digest = render(replace(BASE, rule="digest", requests=1234, errors=5))
     assert digest.subject.endswith("search (…9f3c): daily summary for 2026-03-10")
     assert "1,234 calls, 5 errors, 412,000 tokens (82.4% of its quota)" in digest.text

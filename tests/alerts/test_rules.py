@@ -16,6 +16,7 @@ from monitor.alerts.rules import (
     RULE_ERROR_RATE,
     RULE_LATENCY,
     RULE_QUOTA,
+    RULE_QUOTA_REFUSED,
     Decision,
     ErrorPolicy,
     ErrorWindowCounts,
@@ -179,6 +180,18 @@ def test_auth_burst() -> None:
     decisions = error_alerts(window(5, 0, unauthorized=5), DAY, START, [])
     assert decisions == [Decision(RULE_AUTH_BURST, 600, DAY)]
     assert error_alerts(window(9, 0, unauthorized=9), DAY, START, record(decisions, [])) == []
+
+
+def test_quota_refused_burst() -> None:
+    begin = START + timedelta(minutes=600)
+
+    def refused(n: int) -> ErrorWindowCounts:
+        return ErrorWindowCounts("k_1", begin, begin + timedelta(minutes=15), n, 0, 0, n)
+
+    assert error_alerts(refused(2), DAY, START, []) == []
+    decisions = error_alerts(refused(3), DAY, START, [])
+    assert decisions == [Decision(RULE_QUOTA_REFUSED, 600, DAY)]
+    assert error_alerts(refused(30), DAY, START, record(decisions, [])) == []
 
 
 def test_window_start_is_aligned_to_the_quota_day() -> None:

@@ -169,3 +169,22 @@ def test_silence_button_adds_a_silence_the_tick_then_honours(
     app.button[1].click().run()
     assert any(s.value.startswith("Silence #1: error_rate for every key") for s in app.success)
     assert seeded.scalar("SELECT COUNT(*) FROM alert_silences WHERE rule = 'error_rate'") == 1
+
+
+def test_costs_page_shows_the_charged_cost_and_the_balance(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    from monitor.queries import format_money
+
+    app = open_app("views/costs.py")
+    start, end = seeded.range_bounds(7)
+    cost = seeded.scalar(
+        "SELECT sum(cost_nanos) FROM hourly_usage WHERE hour >= :start AND hour < :end",
+        start=start,
+        end=end,
+    )
+    assert cost > 0  # the demo pool's quota is crossed
+    assert metric(app, "Cost in range") == format_money(cost, "USD", places=2)
+    assert metric(app, "Estimated balance").startswith("$")
+    # the nightly-reports key runs past its quota on a model with no price
+    assert any("no price" in w.value for w in app.warning)

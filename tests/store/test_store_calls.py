@@ -47,6 +47,7 @@ def test_every_field_round_trips(engine: Engine, make_call_record: MakeRecord) -
         usage_source="estimated",
         attempt=2,
         request_id="req_123",
+        client="claude-code 2.1.328",
         labels={"feature": "summarise", "user": "alice"},
         source="gateway",
     )
