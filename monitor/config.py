@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,6 +53,12 @@ DEFAULT_ALERT_REPEAT_MIN: Final = 60
 DEFAULT_CHANNEL_TIMEOUT_S: Final = 10.0
 #: Bytes one process may hold in its spool file while the database is unreachable.
 DEFAULT_SPOOL_MAX_BYTES: Final = 64 * 1024 * 1024
+#: Standard OpenTelemetry variables that, when set, turn OTLP export on (as MONITOR_OTLP_ENDPOINT).
+OTEL_ENDPOINT_VARIABLES: Final = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
 
 
 def default_database_url() -> str:
@@ -111,6 +118,7 @@ class Settings(BaseSettings):
     latency_p95_ms: float | None = Field(None, gt=0)
     ttft_p95_ms: float | None = Field(None, gt=0)
     spool_max_bytes: int = Field(DEFAULT_SPOOL_MAX_BYTES, gt=0)
+    otlp_endpoint: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -212,7 +220,7 @@ class Settings(BaseSettings):
             return None  # keep every raw call
         return value
 
-    @field_validator("upstream_url", "dashboard_url")
+    @field_validator("upstream_url", "dashboard_url", "otlp_endpoint")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -240,6 +248,16 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         """``MONITOR_SPOOL_PATH``, else the default spool directory of the database."""
         return self.spool_path or default_spool_dir(self.database_url, DEFAULT_HOME)
+
+    @property
+    def otlp_enabled(self) -> bool:
+        """Whether calls are exported over OTLP: ``MONITOR_OTLP_ENDPOINT`` or a standard
+        ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, and ``OTEL_SDK_DISABLED`` is not true."""
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return False
+        return bool(self.otlp_endpoint) or any(
+            os.environ.get(name, "").strip() for name in OTEL_ENDPOINT_VARIABLES
+        )
 
     @property
     def tz(self) -> ZoneInfo:

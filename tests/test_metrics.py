@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -217,3 +218,75 @@ def test_the_scheduler_command_serves_metrics(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert f"metrics on http://127.0.0.1:{port}/metrics" in out
+
+
+# --- the Grafana dashboard in deploy/ ------------------------------------------------------
+
+GRAFANA_DASHBOARD = REPO / "deploy" / "grafana" / "longcat-monitor.json"
+#: PromQL words that are neither metrics nor labels.
+PROMQL_WORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool"})
+PROMQL_IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL query of the dashboard: its panels' targets and its query variables."""
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            queries.append(variable["definition"])
+    return queries
+
+
+def names_in(query: str) -> tuple[set[str], set[str]]:
+    """The metric names and the label names a PromQL query uses."""
+    labels: set[str] = set()
+    for matchers in re.findall(r"\{([^}]*)\}", query):
+        labels.update(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
+    for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", query):
+        labels.update(name.strip() for name in grouping.split(",") if name.strip())
+    if variable := re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query):
+        return {variable[1]}, {variable[2]}
+    bare = re.sub(r"\{[^}]*\}|\b(?:by|without)\s*\([^)]*\)|\"[^\"]*\"", " ", query)
+    metrics = {
+        m[0]
+        for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", bare)
+        if not m[2] and m[0].strip() not in PROMQL_WORDS
+    }
+    return {m.strip() for m in metrics}, labels
+
+
+def test_every_grafana_query_names_a_metric_the_endpoint_serves(server: MetricsServer) -> None:
+    series, types = parse(httpx.get(f"http://127.0.0.1:{server.port}/metrics").text)
+    served_labels: dict[str, set[str]] = {}
+    for name, labels in series:
+        served_labels.setdefault(name, set()).update(label for label, _ in labels)
+    dashboard = json.loads(GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+    queries = dashboard_queries(dashboard)
+    assert len(queries) >= 9
+    used = set()
+    for query in queries:
+        metrics, labels = names_in(query)
+        assert metrics, f"no metric in {query!r}"
+        assert metrics <= set(types), f"{query!r} names {metrics - set(types)}, not served"
+        assert metrics <= set(served_labels), f"{query!r}: {metrics} has no sample here"
+        known = set().union(*(served_labels[m] for m in metrics))
+        assert labels <= known, f"{query!r} uses labels {labels - known} the metrics lack"
+        used |= metrics
+    # the issue's three views: quota used per key, calls and errors by class, rollup age
+    assert {
+        PREFIX + "quota_used_ratio",
+        PREFIX + "today_requests",
+        PREFIX + "today_errors",
+        PREFIX + "rollup_age_seconds",
+    } <= used
+
+
+def test_names_in_a_query() -> None:
+    assert names_in('sum by (kind) (longcat_monitor_today_tokens{key=~"$key", kind!="total"})') == (
+        {"longcat_monitor_today_tokens"},
+        {"key", "kind"},
+    )
+    assert names_in("label_values(longcat_monitor_quota_tokens, key)") == (
+        {"longcat_monitor_quota_tokens"},
+        {"key"},
+    )

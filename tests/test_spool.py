@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import time
@@ -53,6 +54,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
 def test_a_record_survives_the_round_trip(make_call_record: MakeRecord) -> None:
     record = make_call_record(labels={"team": "search"}, error_message="ünïcode")
     assert decode_record(encode_record(record)) == record
+
+
+def test_a_record_with_a_trace_parent_is_spooled_without_it(make_call_record: MakeRecord) -> None:
+    # The app's span is for the live export only: a replayed record is exported without a parent.
+    record = make_call_record(trace_parent=(1 << 100, 1 << 40, 1))
+    line = encode_record(record)
+    assert b"trace_parent" not in line
+    assert decode_record(line) == dataclasses.replace(record, trace_parent=None)
 
 
 def test_a_record_read_back_is_scrubbed(make_call_record: MakeRecord) -> None:

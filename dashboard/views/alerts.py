@@ -81,7 +81,7 @@ def render(ctx: common.Context) -> None:
             for r in overview.rows
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    common.table(table, "alerts sent", width="stretch")
     deliveries = [
         {
             "alert": r.subject,
@@ -100,7 +100,7 @@ def render(ctx: common.Context) -> None:
     ]
     if deliveries:
         st.subheader("Per channel")
-        st.dataframe(common.frame(deliveries), hide_index=True, width="stretch")
+        common.table(common.frame(deliveries), "alert deliveries", width="stretch")
     st.subheader("Latest messages")
     for row in overview.rows[:SHOWN_BODIES]:
         if row.status == SKIPPED:

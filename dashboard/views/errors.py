@@ -69,7 +69,7 @@ def render(ctx: common.Context) -> None:
         by_class = common.frame(
             [{"class": k, "failed calls": v} for k, v in totals.by_class.items()]
         )
-        st.dataframe(by_class, hide_index=True)
+        common.table(by_class, "failed calls by class")
 
     st.subheader("Recent failures")
     if not failures:
@@ -92,7 +92,7 @@ def render(ctx: common.Context) -> None:
             for f in failures
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    common.table(table, "recent failures", width="stretch")
     st.caption(f"The {len(failures)} newest failed calls in the range (attempt 0 = first try).")
 
 

@@ -180,7 +180,7 @@ def render(ctx: common.Context) -> None:
         st.caption(note + ".")
 
     with st.expander("Table: tokens per key per day"):
-        st.dataframe(per_day, hide_index=True, width="stretch")
+        common.table(per_day, "tokens per key per day", width="stretch")
 
 
 common.run_page(render)

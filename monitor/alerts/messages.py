@@ -286,7 +286,10 @@ def render(facts: AlertFacts) -> RenderedEmail:
 def _email(
     subject: str, headline: str, lines: list[tuple[str, str]], dashboard_url: str | None
 ) -> RenderedEmail:
-    """The e-mail: the headline, then one ``name: value`` line (a table row in HTML) each."""
+    """The e-mail: the headline, then one ``name: value`` line (a table row in HTML) each.
+
+    The subject holds names from traffic and configuration: whatever a rule put in it, a
+    character no e-mail header may hold is shown as ``?``."""
     if dashboard_url:
         lines = [*lines, ("Dashboard", dashboard_url)]
     text = "\n".join([headline, "", *(f"{k}: {v}" for k, v in lines), "", "-- longcat-monitor", ""])
@@ -300,7 +303,7 @@ def _email(
         "<p style='color:#888'>longcat-monitor</p>"
         "</body></html>"
     )
-    return RenderedEmail(f"{SUBJECT_PREFIX} {subject}", text, body)
+    return RenderedEmail(f"{SUBJECT_PREFIX} {printable(subject)}", text, body)
 
 
 def _window_lines(f: AlertFacts) -> list[tuple[str, str]]:

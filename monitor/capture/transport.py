@@ -26,6 +26,7 @@ from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
 from monitor.capture.observer import CallerDecodeError, CallObserver
+from monitor.capture.trace_parent import TraceParentReader
 from monitor.records import CallRecord
 from monitor.safety import report_failure
 from monitor.scrub import KeyForms
@@ -64,10 +65,17 @@ class CallStarter:
     """Turns a request into an observer (and, for OpenAI streams, a request asking for usage)."""
 
     def __init__(
-        self, submit: Submit, key_secret: Callable[[], str | None], *, source: str = "wrapper"
+        self,
+        submit: Submit,
+        key_secret: Callable[[], str | None],
+        *,
+        source: str = "wrapper",
+        trace_parent: TraceParentReader | None = None,
     ) -> None:
         self.submit = submit
         self.source = source
+        #: reads the app's active span; set only while OTLP export is on
+        self.trace_parent = trace_parent
         self._key_secret = key_secret
         self._fingerprints: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         self._key_forms: dict[tuple[str | None, str | None], KeyForms] = {}
@@ -99,6 +107,8 @@ class CallStarter:
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
             record.attempt = int(retry)
+        if self.trace_parent is not None:
+            record.trace_parent = self.trace_parent()
         body = _request_body(request)
         if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":
             facts, parsed = request_facts(body)

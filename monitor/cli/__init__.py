@@ -8,6 +8,7 @@ from monitor.cli.alerts import alerts
 from monitor.cli.billing import billing
 from monitor.cli.common import looks_like_api_key
 from monitor.cli.db import db
+from monitor.cli.export import export
 from monitor.cli.jobs import scheduler, tick
 from monitor.cli.keys import keys
 from monitor.cli.pools import pools
@@ -36,6 +37,7 @@ for command in (
     scheduler,
     dashboard,
     demo,
+    export,
 ):
     cli.add_command(command)
 

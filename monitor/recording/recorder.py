@@ -466,7 +466,7 @@ def _build_default() -> Recorder:
     try:
         settings = get_settings()
         spool = Spool(settings.spool_dir, settings.spool_max_bytes)
-        return Recorder(SqlSink(settings.database_url), spool=spool)
+        return Recorder(_default_sink(settings), spool=spool)
     except Exception as exc:
         report_failure("reading the monitor configuration", exc)
         recorder = Recorder(
@@ -478,6 +478,22 @@ def _build_default() -> Recorder:
         )
         recorder.shutdown()
         return recorder
+
+
+def _default_sink(settings: Settings) -> Sink:
+    """The SQL sink, and OTLP export behind it when it is on (OpenTelemetry is imported only
+    then)."""
+    sink = SqlSink(settings.database_url)
+    if not settings.otlp_enabled:
+        return sink
+    try:
+        from monitor.telemetry.sink import ExportingSink
+    except ImportError as exc:
+        report_failure(
+            "starting OTLP export (install longcat-monitor[otel] for the OpenTelemetry SDK)", exc
+        )
+        return sink
+    return ExportingSink(sink, settings.otlp_endpoint)
 
 
 def set_recorder(recorder: Recorder | None) -> Recorder | None:

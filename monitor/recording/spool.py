@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, get_args
 
-from monitor.records import Api, CallRecord, UsageSource
+from monitor.records import UNSTORED_FIELDS, Api, CallRecord, UsageSource
 from monitor.safety import report_failure
 from monitor.scrub import scrub_record
 
@@ -49,7 +49,8 @@ LOCK_SUFFIX: Final = ".lock"
 CORRUPT_SUFFIX: Final = ".corrupt"
 #: Records the database refused for their values, one file per process (never replayed).
 REFUSED_SUFFIX: Final = ".refused"
-_FIELDS: Final = {f.name for f in dataclasses.fields(CallRecord)}
+#: What a spool line holds: every stored field (a trace parent is for the live export only).
+_FIELDS: Final = {f.name for f in dataclasses.fields(CallRecord)} - UNSTORED_FIELDS
 _REQUIRED: Final = {"started_at", "api", "endpoint", "event_id"}
 #: Files and folders: readable by their owner only; links never followed.
 FILE_MODE: Final = 0o600
@@ -97,7 +98,16 @@ def decode_record(line: bytes) -> CallRecord:
 
 
 _TEXT: Final = frozenset(
-    {"key_id", "key_hint", "model", "error_type", "error_code", "error_message", "request_id"}
+    {
+        "key_id",
+        "key_hint",
+        "model",
+        "error_type",
+        "error_code",
+        "error_message",
+        "request_id",
+        "client",
+    }
 )
 _COUNTS: Final = frozenset(
     {"status_code", "attempt", *(f for f in _FIELDS if f.endswith("_tokens"))}

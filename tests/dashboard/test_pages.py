@@ -36,10 +36,11 @@ def test_today_shows_used_tokens_and_calls_per_key(
         expected_calls.append(seeded.count(start, end, " AND key_id = :k", k=key.key_id))
     assert used == expected_used
     assert calls == expected_calls
-    # The reports key (40,000 tokens a day) has burned most of its quota: the bar says how much.
+    # The reports key (40,000 tokens a day) has run past its quota: the bar says how far.
     share = 100 * seeded.billed(start, end, reports.key_id) / 40_000
     bars = [p.proto.text for p in app.get("progress")]
-    assert f"{share:.1f}% of the daily quota used" in bars
+    assert share > 100
+    assert f"{share:.1f}% of the daily quota used — quota exhausted" in bars
     assert "Beijing time (UTC+8)" in " ".join(c.value for c in app.caption)
 
 
@@ -188,3 +189,40 @@ def test_costs_page_shows_the_charged_cost_and_the_balance(
     assert metric(app, "Estimated balance").startswith("$")
     # the nightly-reports key runs past its quota on a model with no price
     assert any("no price" in w.value for w in app.warning)
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["views/history.py", "views/errors.py", "views/latency.py", "views/alerts.py", "views/keys.py"],
+)
+def test_every_table_has_a_csv_download_of_what_it_shows(
+    seeded: Seeded, open_app: Callable[..., Any], page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import pandas as pd
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, tuple[bytes, str]] = {}  # what the buttons hand over, by media file id
+    load = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self: Any, path_or_data: Any, mimetype: str, *args: Any, **kw: Any) -> str:
+        file_id = load(self, path_or_data, mimetype, *args, **kw)
+        files[file_id] = (path_or_data, mimetype)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    app = open_app(page)
+    buttons = app.get("download_button")
+    assert len(buttons) == len(app.dataframe) >= 1
+    for table, button in zip(app.dataframe, buttons, strict=True):
+        assert button.proto.label == "Download CSV"
+        content, mimetype = files[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]
+        assert mimetype == "text/csv"
+        downloaded = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
+        shown = table.value.reset_index(drop=True)
+        assert list(downloaded.columns) == list(shown.columns)
+        assert downloaded.to_dict("records") == pd.read_csv(
+            io.StringIO(shown.to_csv(index=False)), dtype=str, keep_default_na=False
+        ).to_dict("records")
+        assert len(downloaded) == len(shown)
