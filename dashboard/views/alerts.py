@@ -144,22 +144,22 @@ def _routes(setup: AlertSetup) -> None:
     if not setup.routes:
         st.markdown("No route set: every alert goes to every channel (`MONITOR_ROUTES`).")
         return
-    st.dataframe(
+    common.table(
         common.frame(
             [{"rule or severity": k, "channels": ", ".join(v)} for k, v in setup.routes.items()]
         ),
-        hide_index=True,
+        "alert routes",
     )
 
 
 def _channels(ctx: common.Context, setup: AlertSetup) -> None:
     s = ctx.settings
     st.subheader("Channels")
-    st.dataframe(
+    common.table(
         common.frame(
             [{"channel": c.name, "target": c.target, "for": c.scope} for c in setup.channels]
         ),
-        hide_index=True,
+        "alert channels",
     )
     default_to = ", ".join(s.alert_to)
     smtp = f"`{s.smtp_host}:{s.smtp_port}`" if s.smtp_host else "none (MONITOR_SMTP_HOST)"
@@ -182,7 +182,7 @@ def _channels(ctx: common.Context, setup: AlertSetup) -> None:
 def _silences(ctx: common.Context, setup: AlertSetup, now: datetime) -> None:
     st.subheader("Silences")
     if setup.silences:
-        st.dataframe(
+        common.table(
             common.frame(
                 [
                     {
@@ -196,7 +196,7 @@ def _silences(ctx: common.Context, setup: AlertSetup, now: datetime) -> None:
                     for s in setup.silences
                 ]
             ),
-            hide_index=True,
+            "alert silences",
         )
     else:
         st.caption("No silence in force. Silenced alerts are recorded as `silenced`, not sent.")
