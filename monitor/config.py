@@ -47,6 +47,10 @@ DEFAULT_RETENTION_DAYS: Final = None
 #: Postgres day partitions of ``api_calls`` the scheduler keeps ready beyond today.
 DEFAULT_PARTITION_DAYS_AHEAD: Final = 7
 MAX_PARTITION_DAYS_AHEAD: Final = 366
+#: An incident alert still firing (error rate, 401s, latency) is repeated at most this often.
+DEFAULT_ALERT_REPEAT_MIN: Final = 60
+#: Seconds a chat service or webhook may take to accept one alert.
+DEFAULT_CHANNEL_TIMEOUT_S: Final = 10.0
 #: Bytes one process may hold in its spool file while the database is unreachable.
 DEFAULT_SPOOL_MAX_BYTES: Final = 64 * 1024 * 1024
 #: Standard OpenTelemetry variables that, when set, turn OTLP export on (as MONITOR_OTLP_ENDPOINT).
@@ -103,6 +107,16 @@ class Settings(BaseSettings):
         DEFAULT_PARTITION_DAYS_AHEAD, ge=1, le=MAX_PARTITION_DAYS_AHEAD
     )
     spool_path: Path | None = None
+    #: Notification URLs (Apprise, or signed+https:// for the signed webhook); secrets inside.
+    alert_urls: SecretStr | None = None
+    routes: str = ""
+    routes_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    alert_repeat_min: int = Field(DEFAULT_ALERT_REPEAT_MIN, gt=0)
+    channel_timeout_s: float = Field(DEFAULT_CHANNEL_TIMEOUT_S, gt=0)
+    #: The latency rules are off until a threshold is set (milliseconds, p95 over 15 minutes).
+    latency_p95_ms: float | None = Field(None, gt=0)
+    ttft_p95_ms: float | None = Field(None, gt=0)
     spool_max_bytes: int = Field(DEFAULT_SPOOL_MAX_BYTES, gt=0)
     otlp_endpoint: str | None = None
 
@@ -212,6 +226,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("routes_file")
+    @classmethod
+    def _check_routes_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"{str(value)!r} is not a file (expected a TOML file of routes)")
+        return value.expanduser() if value is not None else None
 
     @field_validator("spool_path")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from monitor.cli.alerts import alerts
 from monitor.cli.billing import billing
 from monitor.cli.common import looks_like_api_key
 from monitor.cli.db import db
@@ -30,6 +31,7 @@ for command in (
     pools,
     prices,
     billing,
+    alerts,
     db,
     tick,
     scheduler,

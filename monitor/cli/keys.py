@@ -213,3 +213,36 @@ def keys_remove(name: str) -> None:
     with transaction(settings) as conn:
         info = remove_key(conn, name)
     click.echo(f"removed {info.name} (…{info.hint})")
+
+
+@keys.command("set-channels")
+@click.argument("name")
+@click.argument("urls", nargs=-1, metavar="[URL]...")
+def keys_set_channels(name: str, urls: tuple[str, ...]) -> None:
+    """Send key NAME's alerts to its own channels (Apprise URLs, or signed+https://… for the
+    signed webhook); a URL may be named, ``ops=slack://…``. A key's channel replaces the common
+    channel of the same name for this key. No URL: the common channels only.
+
+    The URLs are kept in the database (the only place a key's own channels can live): they are
+    shown masked everywhere. Give ``-`` to read them from standard input, one a line, so that
+    their tokens are not in the process list.
+    """
+    from monitor.alerts.channels import ChannelError, parse_channels
+    from monitor.store.keys import require_key
+    from monitor.store.silences import set_key_channels
+
+    refuse_keys_in_argv([name])
+    if urls == ("-",):
+        urls = tuple(line.strip() for line in sys.stdin if line.strip())
+    try:
+        channels = parse_channels(urls)
+    except ChannelError as exc:
+        fail(str(exc), 2)
+    settings = settings_or_exit()
+    with transaction(settings) as conn:
+        info = require_key(conn, name)
+        set_key_channels(conn, info.key_id, urls)
+    if not channels:
+        click.echo(f"{name}: no channels of its own (the common channels only)")
+    for channel in channels:
+        click.echo(f"{name}: {channel.name} → {channel.target}")

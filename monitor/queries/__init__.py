@@ -7,6 +7,7 @@ the ``started_at`` index and a LIMIT.
 """
 
 from monitor.ledger.prices import format_money
+from monitor.queries.alerting import AlertSetup, ChannelLine, alert_setup, silence, unsilence
 from monitor.queries.breakdowns import (
     UNKNOWN_CLIENT,
     ClientUsage,
@@ -65,20 +66,23 @@ from monitor.store.alerts import (
     RETRYING,
     SENDING,
     SENT,
+    SILENCED,
     SKIPPED,
 )
 from monitor.store.engine import StoreError, make_engine
 
-#: The statuses of the alert ledger, in the order the Alerts page lists them.
-ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, NO_RECIPIENTS, SKIPPED)
+#: Delivery statuses, then those of alerts not delivered, in the order the Alerts page lists them.
+ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, SILENCED, NO_RECIPIENTS, SKIPPED)
 
 __all__ = [
     "ALERT_STATUSES",
     "RETRYING",
     "SKIPPED",
     "UNKNOWN_CLIENT",
+    "AlertSetup",
     "AlertsOverview",
     "BurnPoint",
+    "ChannelLine",
     "ClientUsage",
     "CostOverview",
     "CostRow",
@@ -101,6 +105,7 @@ __all__ = [
     "RollupFreshness",
     "StoreError",
     "TodayOverview",
+    "alert_setup",
     "alerts_overview",
     "bucket_for",
     "cost_overview",
@@ -121,8 +126,10 @@ __all__ = [
     "model_choices",
     "recent_failures",
     "rollup_freshness",
+    "silence",
     "today_overview",
     "token_parts_by_model",
     "tokens_by_model",
+    "unsilence",
     "usage_by_client",
 ]

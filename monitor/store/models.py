@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -176,6 +177,8 @@ class Key(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: The pool whose quota the key shares (migration 0010); ``None``: a pool of one.
     pool: Mapped[str | None] = mapped_column(String())
+    #: The key's own notification URLs (secrets: shown masked only). Migration 0011.
+    channels: Mapped[list[str] | None] = mapped_column(JsonDoc, nullable=True)
 
 
 class KeyQuota(Base):
@@ -392,16 +395,16 @@ class RollupState(Base):
 
 
 class AlertLedger(Base):
-    """One alert decided for a key: claimed before it is sent, then sent, retried or skipped.
+    """One alert decided for a key, with what it says; delivered once per channel.
 
     Unique per ``(key_id, day, rule, threshold)``, so however many processes decide the same
-    alert, one row (and one e-mail) results. Statuses: :mod:`monitor.store.alerts`.
+    alert, one row results. Its deliveries are :class:`AlertDelivery` rows. Statuses:
+    :mod:`monitor.store.alerts`.
     """
 
     __tablename__ = "alert_ledger"
     __table_args__ = (
         UniqueConstraint("key_id", "day", "rule", "threshold"),
-        Index("ix_alert_ledger_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_alert_ledger_created_at", "created_at"),
     )
 
@@ -411,12 +414,37 @@ class AlertLedger(Base):
     rule: Mapped[str] = mapped_column(String(32))
     threshold: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String())
     forecast_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     recipients: Mapped[list[str]] = mapped_column(JsonDoc)
     subject: Mapped[str] = mapped_column(String())
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
+    document: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertDelivery(Base):
+    """One alert to one channel: claimed before it is sent, then sent, retried or failed.
+
+    Unique per ``(alert_id, channel)``. ``target`` is the channel's URL masked (never a secret).
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel"),
+        Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("alert_ledger.id", ondelete="CASCADE")
+    )
+    channel: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String())
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String())
@@ -425,6 +453,24 @@ class AlertLedger(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(LAST_ERROR_CHARS))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AlertSilence(Base):
+    """A silence: alerts of ``rule`` (``all``: every rule), for one key or all, until ``ends_at``.
+
+    Silenced alerts are still decided and recorded, with the status ``silenced``.
+    """
+
+    __tablename__ = "alert_silences"
+    __table_args__ = (Index("ix_alert_silences_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str | None] = mapped_column(String())
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(String())
 
 
 # --- Prices, pools and what was bought (migration 0010_cost) ------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from http_receiver import running_receiver
 from seeding import Seeded, metric
 from smtp_server import running_smtp_server
 
@@ -75,12 +76,19 @@ def test_latency_page_covers_every_call(seeded: Seeded, open_app: Callable[..., 
 
 def test_alerts_page_shows_the_ledger(seeded: Seeded, open_app: Callable[..., Any]) -> None:
     app = open_app("views/alerts.py")
-    for status in ("sent", "retrying", "skipped"):
-        expected = seeded.scalar("SELECT COUNT(*) FROM alert_ledger WHERE status = :s", s=status)
+    for status in ("sent", "retrying"):
+        expected = seeded.scalar(
+            "SELECT COUNT(*) FROM alert_deliveries WHERE status = :s", s=status
+        )
         assert figure(metric(app, status)) == expected
+    skipped = seeded.scalar("SELECT COUNT(*) FROM alert_ledger WHERE status = 'skipped'")
+    assert figure(metric(app, "skipped")) == skipped
     assert figure(metric(app, "retrying")) >= 1
-    ledger = app.dataframe[-1].value
+    ledger, per_channel = app.dataframe[-2].value, app.dataframe[-1].value
     assert len(ledger) == seeded.scalar("SELECT COUNT(*) FROM alert_ledger")
+    assert len(per_channel) == seeded.scalar("SELECT COUNT(*) FROM alert_deliveries")
+    assert set(per_channel["channel"]) == {"email"}
+    assert "email: retrying" in " ".join(ledger["channels"])
     assert "50%, 80%, 90%, 100%" in " ".join(m.value for m in app.markdown)
 
 
@@ -108,7 +116,7 @@ def test_filters_carry_across_pages(seeded: Seeded, open_app: Callable[..., Any]
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("accepts", [True, False])
-def test_send_test_email_reports_the_smtp_outcome(
+def test_send_test_reports_the_smtp_outcome(
     seeded: Seeded,
     open_app: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
@@ -118,16 +126,50 @@ def test_send_test_email_reports_the_smtp_outcome(
         monkeypatch.setenv("MONITOR_SMTP_HOST", smtp.host)
         monkeypatch.setenv("MONITOR_SMTP_PORT", str(smtp.port if accepts else 1))
         app = open_app("views/alerts.py")
-        app.text_input[0].input("ops@example.com")
+        assert app.selectbox[0].options == ["email"]
+        app.selectbox[0].set_value("email")
         app.button[0].click().run()
         if accepts:
-            assert [s.value for s in app.success] == [
-                f"Accepted by {smtp.host}:{smtp.port} for ops@example.com."
-            ]
-            assert [m.subject for m in smtp.received] == ["LongCat monitor: test e-mail"]
+            assert [s.value for s in app.success] == ["Accepted by email (e-mail (SMTP))."]
+            assert [m.subject for m in smtp.received] == ["LongCat monitor: test message"]
         else:
             assert app.error and app.error[0].value.startswith("Not sent:")
             assert not smtp.received
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_channels_are_masked_and_send_test_goes_to_the_chosen_one(
+    seeded: Seeded, open_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_receiver() as chat:
+        secret = "Tq83hd02kdLwSECRETt0ken"
+        monkeypatch.setenv("MONITOR_ALERT_URLS", chat.url("json", f"/hooks/{secret}"))
+        monkeypatch.setenv("MONITOR_ROUTES", "critical=json")
+        app = open_app("views/alerts.py")
+        routes, channels = app.dataframe[0].value, app.dataframe[1].value
+        assert list(routes["channels"]) == ["json"]
+        assert list(channels["channel"]) == ["email", "json"]
+        shown = channels.to_string() + app.dataframe[-1].value.to_string()
+        assert secret not in shown and "/hooks/T...n" in shown
+        app.selectbox[0].set_value("json")
+        app.button[0].click().run()
+        [posted] = chat.received
+    assert posted.json()["title"] == "LongCat monitor: test message"
+    assert secret not in " ".join(s.value for s in app.success)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_silence_button_adds_a_silence_the_tick_then_honours(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    app = open_app("views/alerts.py")
+    rule, key, span = app.selectbox[1], app.selectbox[2], app.selectbox[3]
+    rule.set_value("error_rate")
+    key.set_value("every key")
+    span.set_value("4 hours")
+    app.button[1].click().run()
+    assert any(s.value.startswith("Silence #1: error_rate for every key") for s in app.success)
+    assert seeded.scalar("SELECT COUNT(*) FROM alert_silences WHERE rule = 'error_rate'") == 1
 
 
 def test_costs_page_shows_the_charged_cost_and_the_balance(
