@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 COPY dashboard ./dashboard
 COPY migrations ./migrations
-RUN pip install . \
+RUN pip install .[otel] \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin monitor \
     && rm -rf /src
 

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "rollup": "bench.rollup",
     "dashboard": "bench.dashboard_queries",
     "gateway": "bench.gateway_latency",
+    "peers": "bench.peers",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 SIMULATOR_CODE = """
 import sys
@@ -18,8 +20,9 @@ from monitor.simulator.app import SimulatorOptions
 from monitor.simulator.server import serve_forever
 import logging
 logging.disable(logging.CRITICAL)
-serve_forever(port=int(sys.argv[1]),
-              options=SimulatorOptions(latency_ms=0, chunk_interval_ms=0))
+import json
+options = {"latency_ms": 0, "chunk_interval_ms": 0, **json.loads(sys.argv[2])}
+serve_forever(port=int(sys.argv[1]), options=SimulatorOptions(**options))
 """
 
 
@@ -41,12 +44,13 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def simulator_process() -> Iterator[str]:
+def simulator_process(**options: Any) -> Iterator[str]:
     """The LongCat simulator with no artificial latency, in its own process (its CPU is not
-    the client's); yields its base URL."""
+    the client's); yields its base URL. ``options`` override ``SimulatorOptions`` fields, e.g.
+    ``chunk_interval_ms=50``."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SIMULATOR_CODE, str(port)],
+        [sys.executable, "-c", SIMULATOR_CODE, str(port), json.dumps(options)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -33,7 +33,15 @@ from monitor.store import calls
 from monitor.store.engine import make_engine, upgrade
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-TARGETS = {"sqlite": 100_000, "postgresql": 50_000}
+# Targets, as ratios to the bare driver of the same run (issue 17): an absolute rate on SQLite
+# measured the machine, not the recorder.
+SQLITE_VS_EXECUTEMANY = 0.9
+POSTGRES_RATE = 50_000
+POSTGRES_VS_COPY = 0.7
+TARGETS_TEXT = (
+    f"targets: SQLite >= {SQLITE_VS_EXECUTEMANY}x sqlite3 executemany; "
+    f"Postgres >= {POSTGRES_RATE:,}/s and >= {POSTGRES_VS_COPY}x a bare COPY"
+)
 
 
 def records(n: int) -> list[CallRecord]:
@@ -223,9 +231,11 @@ def run(
             )
             label = "psycopg executemany"
         ours = measure(rounds, lambda b=batch: through_recorder(url, fresh(base), b))
-        target = TARGETS[dialect]
         rows.append([dialect, str(batch), label, f"{baseline:,.0f}", "1.00x", ""])
-        if dialect == "postgresql":
+        if dialect == "sqlite":
+            ok = ours >= SQLITE_VS_EXECUTEMANY * baseline
+            verdict = f"{'pass' if ok else 'miss'} ({ours / baseline:.2f}x executemany)"
+        else:
             copy = measure(
                 rounds,
                 lambda b=batch: postgres_copy(dsn, driver_rows("postgresql", fresh(base)), b),
@@ -240,6 +250,8 @@ def run(
                     "",
                 ]
             )
+            ok = ours >= POSTGRES_RATE and ours >= POSTGRES_VS_COPY * copy
+            verdict = f"{'pass' if ok else 'miss'} ({ours:,.0f}/s, {ours / copy:.2f}x COPY)"
         rows.append(
             [
                 dialect,
@@ -247,7 +259,7 @@ def run(
                 "Recorder + SqlSink",
                 f"{ours:,.0f}",
                 f"{ours / baseline:.2f}x",
-                f"{ours / target:.2f} of {target:,}",
+                verdict,
             ]
         )
     return rows
@@ -284,8 +296,8 @@ def main(argv: list[str] | None = None) -> None:
                 admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres}" WITH (FORCE)')
     print_table(
         f"Recorder throughput: records/s, median of {args.rounds} x {args.records:,} "
-        f"({machine()}); targets: SQLite 100,000/s, Postgres 50,000/s",
-        ["database", "batch", "writer", "records/s", "vs baseline", "vs target"],
+        f"({machine()}); {TARGETS_TEXT}",
+        ["database", "batch", "writer", "records/s", "vs baseline", "target"],
         out,
     )
     if args.baseline_tree is not None:

@@ -44,6 +44,7 @@ navigation = st.navigation(
     [
         st.Page(here / "today.py", title="Today", icon=":material/today:", default=True),
         st.Page(here / "history.py", title="Usage over time", icon=":material/bar_chart:"),
+        st.Page(here / "costs.py", title="Costs", icon=":material/payments:"),
         st.Page(here / "errors.py", title="Errors", icon=":material/error:"),
         st.Page(here / "latency.py", title="Latency", icon=":material/speed:"),
         st.Page(here / "alerts.py", title="Alerts", icon=":material/mail:"),

@@ -6,6 +6,7 @@ Pages read the database only through :mod:`monitor.queries`; nothing here holds 
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -280,6 +281,20 @@ def run_page(render: Callable[[Context], None]) -> None:
 
 def frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
+
+
+def table(data: pd.DataFrame, name: str, **options: Any) -> None:
+    """``data`` as a table, with a button under it that downloads it as ``<name>.csv`` (the
+    columns and values as shown). ``name`` is unique on the page: it also keys the button."""
+    st.dataframe(data, hide_index=True, **options)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "table"
+    st.download_button(
+        "Download CSV",
+        data.to_csv(index=False).encode("utf-8"),
+        file_name=f"{slug}.csv",
+        mime="text/csv",
+        key=f"download-{slug}",
+    )
 
 
 # --- friendly pages for an empty or unreachable database ----------------------------------

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX: Final = "MONITOR_"
 DEFAULT_HOME: Final = Path.home() / ".longcat-monitor"
@@ -21,6 +23,10 @@ DEFAULT_QUOTA: Final = 500_000
 RAISED_QUOTA: Final = 5_000_000
 DEFAULT_QUOTA_TZ: Final = "Asia/Shanghai"
 DEFAULT_ALERT_THRESHOLDS: Final = (50, 80, 90, 100)
+#: The currency costs are priced in (from that currency's own prices, never converted).
+DEFAULT_CURRENCY: Final = "USD"
+#: Percentages of the last top-up left in the balance that each raise an alert once.
+DEFAULT_BALANCE_THRESHOLDS: Final = (50, 20, 10, 0)
 DEFAULT_UPSTREAM_URL: Final = "https://api.longcat.chat"
 #: Seconds the gateway waits for the upstream to accept a connection, then to send each read.
 DEFAULT_GATEWAY_CONNECT_TIMEOUT_S: Final = 10.0
@@ -41,8 +47,18 @@ DEFAULT_RETENTION_DAYS: Final = None
 #: Postgres day partitions of ``api_calls`` the scheduler keeps ready beyond today.
 DEFAULT_PARTITION_DAYS_AHEAD: Final = 7
 MAX_PARTITION_DAYS_AHEAD: Final = 366
+#: An incident alert still firing (error rate, 401s, latency) is repeated at most this often.
+DEFAULT_ALERT_REPEAT_MIN: Final = 60
+#: Seconds a chat service or webhook may take to accept one alert.
+DEFAULT_CHANNEL_TIMEOUT_S: Final = 10.0
 #: Bytes one process may hold in its spool file while the database is unreachable.
 DEFAULT_SPOOL_MAX_BYTES: Final = 64 * 1024 * 1024
+#: Standard OpenTelemetry variables that, when set, turn OTLP export on (as MONITOR_OTLP_ENDPOINT).
+OTEL_ENDPOINT_VARIABLES: Final = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
 
 
 def default_database_url() -> str:
@@ -64,6 +80,8 @@ class Settings(BaseSettings):
     quota_tz: str = DEFAULT_QUOTA_TZ
     default_quota: int = Field(DEFAULT_QUOTA, gt=0)
     alert_thresholds: Annotated[tuple[int, ...], NoDecode] = DEFAULT_ALERT_THRESHOLDS
+    currency: Literal["USD", "CNY"] = DEFAULT_CURRENCY
+    balance_thresholds: Annotated[tuple[int, ...], NoDecode] = DEFAULT_BALANCE_THRESHOLDS
     smtp_host: str | None = None
     smtp_port: int = Field(DEFAULT_SMTP_PORT, gt=0, lt=65536)
     smtp_user: str | None = None
@@ -89,7 +107,18 @@ class Settings(BaseSettings):
         DEFAULT_PARTITION_DAYS_AHEAD, ge=1, le=MAX_PARTITION_DAYS_AHEAD
     )
     spool_path: Path | None = None
+    #: Notification URLs (Apprise, or signed+https:// for the signed webhook); secrets inside.
+    alert_urls: SecretStr | None = None
+    routes: str = ""
+    routes_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    alert_repeat_min: int = Field(DEFAULT_ALERT_REPEAT_MIN, gt=0)
+    channel_timeout_s: float = Field(DEFAULT_CHANNEL_TIMEOUT_S, gt=0)
+    #: The latency rules are off until a threshold is set (milliseconds, p95 over 15 minutes).
+    latency_p95_ms: float | None = Field(None, gt=0)
+    ttft_p95_ms: float | None = Field(None, gt=0)
     spool_max_bytes: int = Field(DEFAULT_SPOOL_MAX_BYTES, gt=0)
+    otlp_endpoint: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -101,6 +130,13 @@ class Settings(BaseSettings):
             )
         if value.startswith("postgres:"):
             value = "postgresql:" + value.removeprefix("postgres:")
+        try:
+            make_url(value).port  # noqa: B018 - parsing it is the check
+        except (ArgumentError, ValueError):
+            # the URL may hold a password: it is not repeated here
+            raise ValueError(
+                "is not a database URL SQLAlchemy can read (is the port a number?)"
+            ) from None
         return value
 
     @field_validator("quota_tz")
@@ -144,6 +180,26 @@ class Settings(BaseSettings):
             return tuple(numbers)
         return value
 
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _parse_currency(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("balance_thresholds", mode="before")
+    @classmethod
+    def _parse_balance_thresholds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                numbers = sorted({int(p) for p in value.split(",") if p.strip()}, reverse=True)
+            except ValueError:
+                raise ValueError(
+                    f"expected comma-separated whole percentages such as 50,20,10,0, got {value!r}"
+                ) from None
+            if not numbers or any(n < 0 or n > 100 for n in numbers):
+                raise ValueError(f"expected percentages between 0 and 100, got {value!r}")
+            return tuple(numbers)
+        return value
+
     @field_validator("alert_to", mode="before")
     @classmethod
     def _parse_addresses(cls, value: Any) -> Any:
@@ -164,12 +220,19 @@ class Settings(BaseSettings):
             return None  # keep every raw call
         return value
 
-    @field_validator("upstream_url", "dashboard_url")
+    @field_validator("upstream_url", "dashboard_url", "otlp_endpoint")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("routes_file")
+    @classmethod
+    def _check_routes_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"{str(value)!r} is not a file (expected a TOML file of routes)")
+        return value.expanduser() if value is not None else None
 
     @field_validator("spool_path")
     @classmethod
@@ -185,6 +248,16 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         """``MONITOR_SPOOL_PATH``, else the default spool directory of the database."""
         return self.spool_path or default_spool_dir(self.database_url, DEFAULT_HOME)
+
+    @property
+    def otlp_enabled(self) -> bool:
+        """Whether calls are exported over OTLP: ``MONITOR_OTLP_ENDPOINT`` or a standard
+        ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, and ``OTEL_SDK_DISABLED`` is not true."""
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return False
+        return bool(self.otlp_endpoint) or any(
+            os.environ.get(name, "").strip() for name in OTEL_ENDPOINT_VARIABLES
+        )
 
     @property
     def tz(self) -> ZoneInfo:

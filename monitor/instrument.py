@@ -7,6 +7,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from monitor.capture.trace_parent import TraceParentReader, trace_parent_reader
 from monitor.capture.transport import AsyncMonitoredTransport, CallStarter, MonitoredTransport
 from monitor.config import get_settings
 from monitor.records import CallRecord
@@ -55,6 +56,20 @@ def _key_secret() -> str | None:
     return None
 
 
+def _trace_parent() -> TraceParentReader | None:
+    """What reads the app's active span at each call: only while OTLP export is on."""
+    with swallow("reading the OTLP export settings"):
+        if get_settings().otlp_enabled:
+            return trace_parent_reader()
+    return None
+
+
+def _starter(recorder: SupportsSubmit | None, source: str) -> CallStarter:
+    return CallStarter(
+        _submit_to(recorder), _key_secret, source=source, trace_parent=_trace_parent()
+    )
+
+
 def _wrap(transport: Any, http: types.ModuleType, starter: CallStarter, is_async: bool) -> Any:
     if transport is None or isinstance(transport, (MonitoredTransport, AsyncMonitoredTransport)):
         return transport  # already monitored: instrumenting twice records once
@@ -84,7 +99,7 @@ def instrument_transport(
 
     >>> transport = instrument_transport(httpx2.AsyncHTTPTransport(), httpx2)  # doctest: +SKIP
     """
-    starter = CallStarter(_submit_to(recorder), _key_secret, source=source)
+    starter = _starter(recorder, source)
     return _wrap(transport, http, starter, isinstance(transport, http.AsyncBaseTransport))
 
 
@@ -111,7 +126,7 @@ def instrument(
     ...     OpenAI(base_url="https://api.longcat.chat/openai", api_key="...")
     ... )
     """
-    starter = CallStarter(_submit_to(recorder), _key_secret, source=source)
+    starter = _starter(recorder, source)
     http = _http_module_of(client)
     if http is not None:
         _instrument_http_client(client, http, starter)

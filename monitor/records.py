@@ -15,6 +15,7 @@ UsageSource = Literal["reported", "estimated", "none"]
 ERROR_TYPES: Final = (
     "auth",
     "permission",
+    "quota_exhausted",
     "rate_limit",
     "bad_request",
     "context_length_exceeded",
@@ -27,9 +28,22 @@ ERROR_TYPES: Final = (
     "stream_error",
 )
 
+#: CallRecord fields that travel with a record to the recorder but are not columns of
+#: ``api_calls``.
+UNSTORED_FIELDS: Final = frozenset({"trace_parent"})
+
 #: Error classes of calls that never reached the model and so are not billed.
 UNBILLED_ERROR_TYPES: Final = frozenset(
-    {"auth", "permission", "rate_limit", "server_error", "overloaded", "timeout", "connection"}
+    {
+        "auth",
+        "permission",
+        "quota_exhausted",
+        "rate_limit",
+        "server_error",
+        "overloaded",
+        "timeout",
+        "connection",
+    }
 )
 
 
@@ -50,6 +64,8 @@ class CallRecord:
 
     Timestamps are timezone-aware UTC. Token counts are ``None`` when nothing was reported
     or estimated. ``labels`` holds the ``monitor.tags(...)`` in force when the call was made.
+    ``trace_parent`` is the app's active span as ``(trace_id, span_id, trace_flags)``, taken
+    when the call started, only while OTLP export is on (the exported span becomes its child).
     """
 
     started_at: datetime
@@ -76,6 +92,8 @@ class CallRecord:
     usage_source: UsageSource = "none"
     attempt: int = 0
     request_id: str | None = None
+    client: str | None = None  # the tool that made the call, from its User-Agent
     labels: dict[str, str] = field(default_factory=dict)
     source: str = "wrapper"
     event_id: str = field(default_factory=new_event_id)
+    trace_parent: tuple[int, int, int] | None = None

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from monitor.scrub import redact
 
 logger = logging.getLogger("monitor")
 
@@ -34,13 +37,14 @@ def report_failure(kind: str, exc: BaseException) -> None:
         _failures[kind] += 1
         first = _failures[kind] == 1
     if first:
+        # Formatted here and redacted: an exception's text may quote a header or a key.
         logger.warning(
             "longcat-monitor: %s failed (%s: %s); the app is unaffected, "
-            "later failures of this kind are counted, not logged",
+            "later failures of this kind are counted, not logged\n%s",
             kind,
             type(exc).__name__,
-            exc,
-            exc_info=exc,
+            redact(str(exc)),
+            redact("".join(traceback.format_exception(exc)).rstrip()),
         )
 
 

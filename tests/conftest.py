@@ -81,7 +81,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fresh settings from a clean environment; the default database lives in ``tmp_path``."""
     for name in list(os.environ):
-        if name.startswith(monitor_config.ENV_PREFIX):
+        # OTEL_* too: an exporter configured on the machine would turn OTLP export on
+        if name.startswith((monitor_config.ENV_PREFIX, "OTEL_")):
             monkeypatch.delenv(name)
     home = tmp_path / "monitor-home"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

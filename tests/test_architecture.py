@@ -15,13 +15,14 @@ import grimp
 ROOT = Path(__file__).resolve().parent.parent
 
 #: What the dashboard may import from the monitor: the public API, settings, the queries it reads
-#: through, the quota day, and the alert pieces its "send a test e-mail" form uses.
+#: through, the quota day, and the alert pieces its "send test" form uses (per channel).
 DASHBOARD_MAY_IMPORT = (
     "monitor.config",
     "monitor.dashboard",
     "monitor.queries",
     "monitor.ledger.quota_day",
     "monitor.alerts.delivery",
+    "monitor.alerts.notify",
     "monitor.alerts.rules",
 )
 

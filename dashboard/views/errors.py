@@ -23,6 +23,13 @@ def render(ctx: common.Context) -> None:
     top = next(iter(totals.by_class), None)
     cols[3].metric("Most frequent class", top or "–")
 
+    refused = totals.by_class.get("quota_exhausted", 0)
+    if refused:
+        st.warning(
+            f"{refused:,} calls were refused because a key's token quota or balance is exhausted "
+            "(402, or 403 insufficient_quota): class `quota_exhausted`, not billed."
+        )
+
     st.subheader("Error rate by class")
     bucket = bucket_for(ctx.filters)
     points = error_series(rows, bucket, ctx.tz)
@@ -62,7 +69,7 @@ def render(ctx: common.Context) -> None:
         by_class = common.frame(
             [{"class": k, "failed calls": v} for k, v in totals.by_class.items()]
         )
-        st.dataframe(by_class, hide_index=True)
+        common.table(by_class, "failed calls by class")
 
     st.subheader("Recent failures")
     if not failures:
@@ -85,7 +92,7 @@ def render(ctx: common.Context) -> None:
             for f in failures
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    common.table(table, "recent failures", width="stretch")
     st.caption(f"The {len(failures)} newest failed calls in the range (attempt 0 = first try).")
 
 

@@ -11,7 +11,9 @@ from monitor.queries import (
     daily_key_tokens,
     hourly_rows,
     label_breakdown,
+    token_parts_by_model,
     tokens_by_model,
+    usage_by_client,
 )
 
 
@@ -23,6 +25,8 @@ def render(ctx: common.Context) -> None:
         rows = hourly_rows(conn, ctx.filters, ctx.tz, error_classes=False)
         chosen = st.session_state.get("usage_label")
         labels = label_breakdown(conn, ctx.filters, ctx.tz, chosen)
+        clients = usage_by_client(conn, ctx.filters, ctx.tz)
+        parts = token_parts_by_model(conn, ctx.filters, ctx.tz)
     if not days:
         st.info("No usage in this range.")
         return
@@ -95,6 +99,56 @@ def render(ctx: common.Context) -> None:
         .properties(height=280)
     )
 
+    st.subheader("Reasoning and cached tokens, per model")
+    common.table(
+        common.frame(
+            [
+                {
+                    "model": p.model,
+                    "output tokens": p.output_tokens,
+                    "reasoning tokens": p.reasoning_tokens,
+                    "% of output spent reasoning": round(100 * p.reasoning_share, 1),
+                    "input tokens": p.input_tokens,
+                    "cached input tokens": p.cache_read_tokens,
+                    "% of input cached": round(100 * p.cached_share, 1),
+                }
+                for p in parts
+            ]
+        ),
+        "reasoning and cached tokens per model",
+        width="stretch",
+    )
+    st.caption("Billed calls only. Reasoning tokens are billed as output, cached input apart.")
+
+    st.subheader("By client")
+    client_frame = common.frame(
+        [
+            {
+                "client": c.client,
+                "tokens": c.total_tokens,
+                "% of tokens": round(100 * c.total_tokens / total, 1) if total else 0.0,
+                "calls": c.requests,
+                "failed calls": c.errors,
+            }
+            for c in clients
+        ],
+        ["client", "tokens", "% of tokens", "calls", "failed calls"],
+    )
+    common.chart(
+        alt.Chart(client_frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("tokens:Q", title="Tokens"),
+            y=alt.Y("client:N", title="Client", sort="-x"),
+            tooltip=["client:N", alt.Tooltip("tokens:Q", format=","), "% of tokens:Q", "calls:Q"],
+        )
+        .properties(height=max(80, 28 * len(clients)))
+    )
+    st.caption(
+        "The tool that made each call, from its User-Agent (claude-code, openai-python, "
+        "openai-agents, curl…)."
+    )
+
     st.subheader("By label")
     if not labels.names:
         st.info(
@@ -126,7 +180,7 @@ def render(ctx: common.Context) -> None:
         st.caption(note + ".")
 
     with st.expander("Table: tokens per key per day"):
-        st.dataframe(per_day, hide_index=True, width="stretch")
+        common.table(per_day, "tokens per key per day", width="stretch")
 
 
 common.run_page(render)

@@ -37,7 +37,7 @@ def render(ctx: common.Context) -> None:
             for k in keys
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    common.table(table, "keys", width="stretch")
     if any(k.name is None for k in keys):
         st.caption(
             "Unnamed keys were seen in traffic but never registered; they get the default quota "
@@ -52,14 +52,14 @@ def render(ctx: common.Context) -> None:
             if not k.history:
                 st.write(f"No dated quota: the default {ctx.settings.default_quota:,} applies.")
                 continue
-            st.dataframe(
+            common.table(
                 common.frame(
                     [
                         {"from quota day": str(q.effective_from), "daily quota": f"{q.quota:,}"}
                         for q in k.history
                     ]
                 ),
-                hide_index=True,
+                f"quota history {k.name}",
             )
     st.caption("Change a quota with `longcat-monitor keys set-quota NAME N [--from YYYY-MM-DD]`.")
 

@@ -78,7 +78,7 @@ def render(ctx: common.Context) -> None:
             for p in latency_summary(rows)
         ]
     )
-    st.dataframe(summary, hide_index=True, width="stretch")
+    common.table(summary, "latency summary", width="stretch")
     st.caption(
         "From the hourly rollup. Where a point combines several keys or hours, it shows the "
         "call-weighted mean of their percentiles."

@@ -8,7 +8,7 @@ import altair as alt
 import streamlit as st
 
 from monitor.dashboard import common
-from monitor.queries import KeyToday, TodayOverview, today_overview
+from monitor.queries import KeyToday, TodayOverview, format_money, today_overview
 
 HOUR = timedelta(hours=1)
 STALE_AFTER = timedelta(minutes=5)
@@ -21,6 +21,7 @@ def render(ctx: common.Context) -> None:
             tz=ctx.tz,
             default_quota=ctx.settings.default_quota,
             key_ids=ctx.filters.key_ids,
+            currency=ctx.settings.currency,
         )
     st.title(f"Today · quota day {today.day}")
     _summary(ctx, today)
@@ -41,11 +42,12 @@ def _summary(ctx: common.Context, today: TodayOverview) -> None:
             f" = {common.fmt_time(today.reset_at, viewer)[-5:]} your time "
             f"({common.zone_label(viewer)})"
         )
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Tokens used today (all keys)", f"{today.total_tokens:,}")
     cols[1].metric("Calls today", f"{today.requests:,}")
     cols[2].metric("Error rate today", f"{100 * today.error_rate:.1f}%")
-    cols[3].metric("Quota resets in", common.fmt_span(today.until_reset))
+    cols[3].metric("Cost today (estimate)", format_money(today.cost, today.currency, places=2))
+    cols[4].metric("Quota resets in", common.fmt_span(today.until_reset))
     st.caption(f"The quota resets at midnight {ctx.tz_label}: {reset_text}.")
 
 
@@ -88,6 +90,15 @@ def _key_panel(ctx: common.Context, today: TodayOverview, key: KeyToday) -> None
         bottom[0].metric("Calls today", f"{usage.requests:,}")
         bottom[1].metric("Error rate", f"{100 * key.error_rate:.1f}%")
         bottom[2].metric("Runs out at", _exhaustion_text(ctx, today, key))
+        money = st.columns(3)
+        money[0].metric("Free quota used", f"{key.charge.free_tokens:,}")
+        money[1].metric("Paid today", f"{key.charge.paid_tokens:,} tokens")
+        money[2].metric("Cost today", format_money(key.charge.cost, today.currency, places=4))
+        if key.charge.unpriced_tokens:
+            st.warning(
+                f"{key.charge.unpriced_tokens:,} paid tokens are for a model with no price: "
+                "their cost is not in the figure (`longcat-monitor prices set`)."
+            )
         _forecast_caption(ctx, today, key)
         common.chart(_burn_down(ctx, today, key))
 

@@ -88,7 +88,10 @@ class SmtpSender:
             raise DeliveryError("MONITOR_SMTP_HOST is not set", temporary=False)
         if not email.recipients:
             raise DeliveryError("no recipients", temporary=False)
-        message = build_message(email, settings.alert_from)
+        try:
+            message = build_message(email, settings.alert_from)
+        except (ValueError, TypeError) as exc:  # a header no e-mail may carry
+            raise DeliveryError(f"cannot build the e-mail: {exc}", temporary=False) from exc
         try:
             with smtplib.SMTP(
                 settings.smtp_host, settings.smtp_port, timeout=self._timeout

@@ -24,6 +24,8 @@ _CONTEXT_LENGTH_HINTS: Final = (
     "context window",
     "prompt is too long",  # Anthropic's wording
 )
+#: The error code (or type) of a refusal because the key's token quota or balance is spent.
+INSUFFICIENT_QUOTA: Final = "insufficient_quota"
 
 
 #: What json.loads calls underneath (in C); typeshed does not declare the attribute.
@@ -51,9 +53,16 @@ def api_for_path(path: str) -> Api:
     """Which API style a request path speaks."""
     if "/anthropic/" in path or path.endswith("/v1/messages") or path.endswith("/messages"):
         return "anthropic"
-    if "/openai/" in path or path.endswith(("/chat/completions", "/completions", "/embeddings")):
+    if "/openai/" in path or path.endswith(
+        ("/chat/completions", "/completions", "/embeddings", "/responses")
+    ):
         return "openai"
     return "other"
+
+
+def is_responses_path(path: str) -> bool:
+    """Whether a request path is the OpenAI Responses API (``POST …/v1/responses``)."""
+    return path.endswith("/responses")
 
 
 def estimate_tokens(text_chars: int, non_ascii_chars: int = 0) -> int:
@@ -122,8 +131,9 @@ def openai_usage(usage: Any) -> Usage | None:
         return None
     if total_tokens is None:
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
-    prompt_details = get("prompt_tokens_details")
-    completion_details = get("completion_tokens_details")
+    # chat completions name the details after prompt/completion, the Responses API input/output
+    prompt_details = get("prompt_tokens_details") or get("input_tokens_details")
+    completion_details = get("completion_tokens_details") or get("output_tokens_details")
     return Usage(
         input_tokens,
         output_tokens,
@@ -227,6 +237,8 @@ def classify_status(
     error_type: str
     if status == 401:
         error_type = "auth"
+    elif status == 402 or (status in (403, 429) and INSUFFICIENT_QUOTA in (code, kind)):
+        error_type = "quota_exhausted"  # LongCat: 402; the key's own quota: 403 (OpenAI: 429)
     elif status == 403:
         error_type = "permission"
     elif status == 429:
@@ -272,7 +284,7 @@ class RequestFacts:
         if not isinstance(parsed, dict):
             return 0, 0
         texts: list[str] = []
-        fields = ("messages", "system", "prompt", "input")
+        fields = ("messages", "system", "prompt", "input", "instructions")
         _collect_text({name: parsed.get(name) for name in fields}, texts)
         chars = non_ascii = 0
         for text in texts:

@@ -18,6 +18,7 @@ from monitor.capture.sse import SSEEvent, SSESplitter
 from monitor.capture.streams import StreamReader, null_usage_removed, reader_for, without_null_usage
 from monitor.records import CallRecord
 from monitor.safety import report_failure
+from monitor.scrub import KeyForms, scrub_record
 
 BODY_PARSE_LIMIT: Final = 4 * 1024 * 1024
 BODY_TAIL_KEEP: Final = 64 * 1024
@@ -53,8 +54,10 @@ class CallObserver:
         *,
         strip_usage_chunk: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        key: KeyForms | None = None,
     ) -> None:
         self.record = record
+        self._key = key
         self.facts = facts
         self.strip_usage_chunk = strip_usage_chunk
         self._submit = submit
@@ -101,7 +104,7 @@ class CallObserver:
             report_failure("decoding a response", exc)
         if is_sse:
             self._splitter = SSESplitter()
-            self._reader = reader_for(record.api)
+            self._reader = reader_for(record.api, record.endpoint)
         else:
             self._body = bytearray()
         return self.strip_usage_chunk
@@ -359,7 +362,9 @@ class CallObserver:
             if self._pending:
                 self._flush_pending()
             self._complete(failure)
-            self._submit(self.record)
+            # The one place a record from traffic is made safe: before it is queued, stored,
+            # spooled, counted by the gateway's guard or logged.
+            self._submit(scrub_record(self.record, self._key))
         except Exception as exc:
             report_failure("recording a call", exc)
 

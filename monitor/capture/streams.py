@@ -1,4 +1,8 @@
-"""Pure readers of the two APIs' SSE streams: usage, model, first content, end marker, errors.
+"""Pure readers of the APIs' SSE streams: usage, model, first content, end marker, errors.
+
+Three shapes: OpenAI chat completions (chunks ending with ``data: [DONE]``), the OpenAI
+Responses API (typed events ending with ``response.completed``, then the connection closes) and
+Anthropic messages (typed events ending with ``message_stop``).
 
 Content chunks are recognised with cheap byte patterns; only the few events that carry usage or
 an error are parsed as JSON, so reading a stream costs the caller almost nothing. Byte searches
@@ -17,6 +21,7 @@ from monitor.capture.bodies import (
     Usage,
     anthropic_usage,
     error_fields,
+    is_responses_path,
     loads_json,
     openai_usage,
     text_size,
@@ -182,6 +187,11 @@ class StreamReader:
             self._uncounted.clear()
             self._uncounted_size = 0
 
+    def _note_model(self, data: bytes) -> None:
+        """Take the model name from the first event that names one."""
+        if found := _MODEL.search(data):
+            self.model = found.group(1).decode("utf-8", "replace")
+
     def _error_event(self, payload: Any) -> None:
         kind, code, message, _ = error_fields(payload)
         self.error = ErrorInfo("stream_error", code or kind, message)
@@ -197,8 +207,8 @@ class OpenAIStreamReader(StreamReader):
         if data == b"[DONE]" or (data.find(b"[DONE]") >= 0 and data.strip() == b"[DONE]"):
             self.ended = True
             return False
-        if self.model is None and (found := _MODEL.search(data)):
-            self.model = found.group(1).decode("utf-8", "replace")
+        if self.model is None:
+            self._note_model(data)
         if event.name == "error" or (data.find(b'"error"') >= 0 and _ERROR_KEY.match(data)):
             self._error_event(_loads(data))
             return False
@@ -220,8 +230,8 @@ class OpenAIStreamReader(StreamReader):
             return False
         if piece.find(b"[DONE]") >= 0 and _OPENAI_DONE.search(piece):
             self.ended = True
-        if self.model is None and (found := _MODEL.search(piece)):
-            self.model = found.group(1).decode("utf-8", "replace")
+        if self.model is None:
+            self._note_model(piece)
         self._content(piece)
         return True
 
@@ -270,6 +280,105 @@ class AnthropicStreamReader(StreamReader):
         return found.start() if found else -1
 
 
+#: Responses API events whose ``delta`` is output the model generated: text, reasoning (full or
+#: summarised), refusals and tool-call arguments. The first one is the stream's first token.
+RESPONSES_OUTPUT_DELTAS: Final = frozenset(
+    {
+        "response.output_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.mcp_call_arguments.delta",
+    }
+)
+#: The events that end a Responses API stream; each carries the final ``response``.
+RESPONSES_FINAL_EVENTS: Final = frozenset(
+    {"response.completed", "response.failed", "response.incomplete"}
+)
+_RESPONSES_DELTA_TEXT: Final = re.compile(rb'"delta"\s*:\s*"((?:[^"\\]|\\.)+)"')
+_EVENT_TYPE: Final = re.compile(rb'"type"\s*:\s*"([^"\\]{1,100})"')
+#: Where an event that must be read alone starts: a final event or an error, by its ``event:``
+#: line or by the ``type`` in its data (a stream may send data lines only).
+_RESPONSES_SPECIAL: Final = re.compile(
+    rb"^event: ?(?:response\.(?:completed|failed|incomplete)|error)\b"
+    rb'|"type"\s*:\s*"(?:response\.(?:completed|failed|incomplete)|error)"',
+    re.MULTILINE,
+)
+
+
+class ResponsesStreamReader(StreamReader):
+    """The Responses API: output deltas are content; ``response.completed`` carries the usage
+    and ends the stream (no ``[DONE]`` follows); ``response.failed``, ``response.incomplete``
+    and ``error`` events are stream errors, their reason kept as the error code."""
+
+    _text = _RESPONSES_DELTA_TEXT
+
+    def consume(self, event: SSEEvent, drop_usage_chunk: bool) -> bool:
+        data = event.data
+        if data is None:
+            return False
+        name = event.name
+        if not name or name == "message":  # data lines only: the type is in the payload
+            found = _EVENT_TYPE.search(data)
+            name = found.group(1).decode("ascii", "replace") if found else ""
+        if self.model is None:
+            self._note_model(data)
+        if name in RESPONSES_OUTPUT_DELTAS:
+            self._content(data)
+        elif name in RESPONSES_FINAL_EVENTS:
+            self._final(name, _loads(data))
+        elif name == "error":
+            self._error_event(_loads(data))
+        return False
+
+    def _final(self, name: str, payload: Any) -> None:
+        self.ended = True
+        response = payload.get("response") if isinstance(payload, dict) else None
+        if not isinstance(response, dict):
+            response = {}
+        usage = openai_usage(response.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            self.usage_final = True
+        if name == "response.failed":
+            failure = response.get("error")
+            kind, code, message, _ = error_fields({"error": failure})
+            self.error = ErrorInfo("stream_error", code or kind or "response_failed", message)
+        elif name == "response.incomplete":
+            details = response.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, dict) else None
+            reason = reason if isinstance(reason, str) and reason else "incomplete"
+            self.error = ErrorInfo("stream_error", reason, f"response incomplete: {reason}")
+
+    def _error_event(self, payload: Any) -> None:
+        # the Responses API's error event holds code and message at the top level
+        if isinstance(payload, dict) and not isinstance(payload.get("error"), dict):
+            code = payload.get("code")
+            message = payload.get("message")
+            self.error = ErrorInfo(
+                "stream_error",
+                code if isinstance(code, str) else "error",
+                message if isinstance(message, str) else None,
+            )
+        else:
+            super()._error_event(payload)
+
+    def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
+        if _RESPONSES_SPECIAL.search(piece) is not None:
+            return False
+        if self.model is None:
+            self._note_model(piece)
+        if piece.find(b'"delta"') >= 0:
+            self._content(piece)
+        return True
+
+    def special_at(self, piece: bytes) -> int:
+        found = _RESPONSES_SPECIAL.search(piece)
+        return found.start() if found else -1
+
+
 class OtherStreamReader(StreamReader):
     """A stream of an API we do not know: only the conventional ``[DONE]`` end marker."""
 
@@ -281,7 +390,10 @@ class OtherStreamReader(StreamReader):
         return False
 
 
-def reader_for(api: str) -> StreamReader:
+def reader_for(api: str, path: str = "") -> StreamReader:
+    """The reader of a stream of ``api`` answering a request to ``path``."""
+    if api == "openai" and is_responses_path(path):
+        return ResponsesStreamReader()
     if api == "openai":
         return OpenAIStreamReader()
     if api == "anthropic":

@@ -15,12 +15,21 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from monitor.capture.bodies import RequestFacts, api_for_path, request_facts, with_stream_usage
+from monitor.capture.bodies import (
+    RequestFacts,
+    api_for_path,
+    is_responses_path,
+    request_facts,
+    with_stream_usage,
+)
+from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
-from monitor.capture.labels import current_labels
+from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
 from monitor.capture.observer import CallerDecodeError, CallObserver
+from monitor.capture.trace_parent import TraceParentReader
 from monitor.records import CallRecord
 from monitor.safety import report_failure
+from monitor.scrub import KeyForms
 
 Submit = Callable[[CallRecord], None]
 
@@ -38,7 +47,12 @@ def header_names(*names: str) -> Mapping[bytes, str]:
     return {name.lower().encode("latin-1"): name.lower() for name in names}
 
 
-_REQUEST_HEADERS: Final = header_names("authorization", "x-api-key", RETRY_HEADER)
+#: Claude Code names its session in this header; the session is kept as the label ``session``.
+SESSION_HEADER: Final = "x-claude-code-session-id"
+SESSION_LABEL: Final = "session"
+_REQUEST_HEADERS: Final = header_names(
+    "authorization", "x-api-key", RETRY_HEADER, "user-agent", SESSION_HEADER
+)
 #: The response headers the observer reads.
 RESPONSE_HEADERS: Final = header_names(
     "x-request-id", "request-id", "retry-after", "content-type", "content-encoding"
@@ -51,12 +65,20 @@ class CallStarter:
     """Turns a request into an observer (and, for OpenAI streams, a request asking for usage)."""
 
     def __init__(
-        self, submit: Submit, key_secret: Callable[[], str | None], *, source: str = "wrapper"
+        self,
+        submit: Submit,
+        key_secret: Callable[[], str | None],
+        *,
+        source: str = "wrapper",
+        trace_parent: TraceParentReader | None = None,
     ) -> None:
         self.submit = submit
         self.source = source
+        #: reads the app's active span; set only while OTLP export is on
+        self.trace_parent = trace_parent
         self._key_secret = key_secret
         self._fingerprints: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+        self._key_forms: dict[tuple[str | None, str | None], KeyForms] = {}
 
     def __repr__(self) -> str:  # the fingerprint cache is keyed by raw keys: never show it
         return f"CallStarter(source={self.source!r})"
@@ -77,10 +99,16 @@ class CallStarter:
             key_hint,
             labels=dict(labels) if labels else {},
             source=self.source,
+            client=client_name(headers.get("user-agent")),
         )
+        session = headers.get(SESSION_HEADER)
+        if session and SESSION_LABEL not in record.labels:  # a label set in code wins
+            record.labels[SESSION_LABEL] = session[:MAX_LABEL_CHARS]
         retry = headers.get(RETRY_HEADER)
         if retry and retry.isdigit():
             record.attempt = int(retry)
+        if self.trace_parent is not None:
+            record.trace_parent = self.trace_parent()
         body = _request_body(request)
         if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":
             facts, parsed = request_facts(body)
@@ -89,10 +117,30 @@ class CallStarter:
         record.model = facts.model
         record.stream = facts.stream
         strip = False
-        if api == "openai" and facts.stream and not facts.wants_stream_usage and parsed is not None:
+        if (
+            api == "openai"
+            and facts.stream
+            and not facts.wants_stream_usage
+            and parsed is not None
+            and not is_responses_path(path)  # its streams always end with their usage
+        ):
             request = _with_body(http, request, with_stream_usage(body, parsed))
             strip = True
-        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip), request
+        key = self._forms(headers.get("authorization"), headers.get("x-api-key"))
+        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip, key=key), request
+
+    def _forms(self, authorization: str | None, x_api_key: str | None) -> KeyForms:
+        """The forms of every credential these headers carry, for the record to be scrubbed of
+        them; cached like the fingerprints."""
+        forms = self._key_forms.get((authorization, x_api_key))
+        if forms is None:
+            credential = (authorization or "").strip()
+            credential = credential.partition(" ")[2] or credential  # the value after "Bearer"
+            forms = KeyForms(value for value in (credential, x_api_key) if value)
+            if len(self._key_forms) >= FINGERPRINT_CACHE_SIZE:
+                self._key_forms.clear()
+            self._key_forms[authorization, x_api_key] = forms
+        return forms
 
     def _fingerprint(
         self, authorization: str | None, x_api_key: str | None

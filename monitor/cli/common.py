@@ -116,3 +116,14 @@ def quota_day_today(settings: Settings) -> date:
     from monitor.ledger.quota_day import quota_day
 
     return quota_day(datetime.now(UTC), settings.tz)
+
+
+def day_or_today(text: str | None, settings: Settings) -> date:
+    """The quota day written ``YYYY-MM-DD``, or today's when ``text`` is ``None``; exits on a
+    day that cannot be read."""
+    from monitor.ledger.quota_day import parse_day
+
+    try:
+        return parse_day(text) if text is not None else quota_day_today(settings)
+    except ValueError as exc:
+        fail(str(exc))

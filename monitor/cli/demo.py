@@ -15,14 +15,22 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import FrameType
 from typing import Any, Final
 
 import click
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from monitor.cli.demo_traffic import DEMO_KEYS, HISTORY_DAYS, SdkTraffic, history
+from monitor.cli.demo_traffic import (
+    DEMO_KEYS,
+    DEMO_PACK_TOKENS,
+    DEMO_POOL,
+    DEMO_TOP_UP,
+    HISTORY_DAYS,
+    SdkTraffic,
+    history,
+)
 from monitor.config import Settings, get_settings, load_settings
 from monitor.ledger.quota_day import quota_day
 
@@ -87,7 +95,8 @@ def prepare_database(settings: Settings) -> Engine:
 
 
 def register_keys(engine: Engine, settings: Settings, now: datetime) -> None:
-    """Register the named demo keys with their quotas (keys already there are left alone)."""
+    """Register the named demo keys with their quotas (keys already there are left alone), the
+    pool two of them share, a top-up and a token pack."""
     from monitor.store.keys import add_key, get_key
 
     today = quota_day(now, settings.tz)
@@ -105,6 +114,30 @@ def register_keys(engine: Engine, settings: Settings, now: datetime) -> None:
                 effective_from=today - timedelta(days=30),
                 now=now,
             )
+        _buy_credit(conn, settings, today, now)
+
+
+def _buy_credit(conn: Connection, settings: Settings, today: date, now: datetime) -> None:
+    """The demo pool of keys, a top-up a month ago and a token pack that expires soon (once)."""
+    from monitor.ledger.prices import parse_amount, to_nanos
+    from monitor.store.billing import add_pack, add_top_up, top_ups
+    from monitor.store.keys import get_key_by_name
+    from monitor.store.pools import add_pool, list_pools, set_key_pool
+
+    pool, quota, members = DEMO_POOL
+    if any(p.name == pool for p in list_pools(conn)):
+        return
+    add_pool(conn, pool, quota=quota, effective_from=today - timedelta(days=30), now=now)
+    for name in members:
+        found = get_key_by_name(conn, name)
+        if found is not None:
+            set_key_pool(conn, found.key_id, pool)
+    if not top_ups(conn, settings.currency):
+        amount = to_nanos(parse_amount(DEMO_TOP_UP))
+        add_top_up(conn, today - timedelta(days=30), amount, settings.currency, now=now)
+    add_pack(
+        conn, DEMO_PACK_TOKENS, today - timedelta(days=5), today + timedelta(days=2), pool, now=now
+    )
 
 
 def write_history(
@@ -145,6 +178,27 @@ def seed(engine: Engine, settings: Settings, traffic: SdkTraffic) -> None:
     run_rollup(engine, settings, late_window=HISTORY_LOOKBACK)
     result = run_tick(engine, settings)
     click.echo(f"Scheduler pass: {result.summary()}")
+    click.echo(_money_line(engine, settings))
+
+
+def _money_line(engine: Engine, settings: Settings) -> str:
+    """Today's estimated cost and the balance left, in one line."""
+    from monitor.ledger.billing import run_out_day
+    from monitor.ledger.prices import format_money
+    from monitor.store.billing import balance_of, day_charges
+
+    today = quota_day(datetime.now(UTC), settings.tz)
+    with engine.connect() as conn:
+        cost = sum(c.cost for c in day_charges(conn, today).values())
+        state = balance_of(conn, settings.currency)
+    money = settings.currency
+    ends = run_out_day(state, today)
+    return (
+        f"Cost today (estimate): {format_money(cost, money, places=4)}; balance "
+        f"{format_money(state.balance, money, places=2)} of the "
+        f"{format_money(state.last_top_up or 0, money, places=2)} topped up"
+        + (f", runs out around {ends}" if ends else "")
+    )
 
 
 def run_demo(*, host: str, port: int, seed_only: bool) -> None:
@@ -155,6 +209,7 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
         stop_process_group,
         wait_until_serving,
     )
+    from monitor.gateway import RunningGateway
     from monitor.ledger.jobs import run_tick
     from monitor.simulator import RunningSimulator, SimulatorOptions
     from monitor.store.engine import describe_url
@@ -170,6 +225,7 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
         with (
             smtp_catcher(inbox) as smtp_port,
             RunningSimulator(SimulatorOptions(latency_ms=40, chunk_interval_ms=4)) as sim,
+            RunningGateway(load_settings(upstream_url=sim.base_url)) as gateway,
         ):
             settings = load_settings(
                 smtp_host="127.0.0.1",
@@ -183,8 +239,9 @@ def run_demo(*, host: str, port: int, seed_only: bool) -> None:
             )
             click.echo(f"Database: {describe_url(base.database_url)}")
             click.echo(f"LongCat simulator: {sim.base_url}; SMTP catcher: 127.0.0.1:{smtp_port}")
+            click.echo(f"Gateway (for tools that cannot be wrapped): {gateway.base_url}")
             engine = prepare_database(settings)
-            traffic = SdkTraffic(sim.openai_base_url, sim.anthropic_base_url)
+            traffic = SdkTraffic(sim.openai_base_url, sim.anthropic_base_url, gateway.base_url)
             seed(engine, settings, traffic)
             if seed_only:
                 return

@@ -14,6 +14,7 @@ import click
 from monitor.cli.common import (
     API_KEY_ENV,
     database,
+    day_or_today,
     fail,
     quota_day_today,
     refuse_keys_in_argv,
@@ -83,15 +84,21 @@ def keys() -> None:
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="")
 @click.option("--quota", "quota_text", help="Daily token quota [default: MONITOR_DEFAULT_QUOTA].")
 @click.option("--email", "emails", multiple=True, help="Alert recipient (repeat for several).")
+@click.option("--pool", help="Share the daily quota of this pool (see `pools add`).")
 def keys_add(
-    name: str, extra: tuple[str, ...], quota_text: str | None, emails: tuple[str, ...]
+    name: str,
+    extra: tuple[str, ...],
+    quota_text: str | None,
+    emails: tuple[str, ...],
+    pool: str | None,
 ) -> None:
     """Register a key under NAME. The key is read from $LONGCAT_API_KEY or standard input,
     never from the command line; only its fingerprint and last 4 characters are stored."""
     from monitor.capture.fingerprint import key_hint, key_id
     from monitor.store.keys import add_key
+    from monitor.store.pools import set_key_pool
 
-    refuse_keys_in_argv([name, *extra, *emails, quota_text or ""])
+    refuse_keys_in_argv([name, *extra, *emails, quota_text or "", pool or ""])
     if extra:
         fail(
             f"unexpected argument {extra[0]!r}; usage: keys add NAME [--quota N] [--email ADDR]", 2
@@ -114,10 +121,14 @@ def keys_add(
             effective_from=today,
             now=datetime.now(UTC),
         )
+        if pool is not None:
+            set_key_pool(conn, info.key_id, pool)
     described = (
         f"{quota:,} tokens a day from {today}"
         if quota is not None
         else f"the default quota ({settings.default_quota:,} tokens a day)"
+        if pool is None
+        else f"the quota of pool {pool}"
     )
     click.echo(
         f"added {info.name} (…{info.hint}): {described}"
@@ -176,20 +187,18 @@ def keys_list(no_rollup: bool) -> None:
 @click.option("--from", "from_text", metavar="YYYY-MM-DD", help="First quota day [default: today].")
 def keys_set_quota(name: str, quota_text: str, from_text: str | None) -> None:
     """Give key NAME a daily quota of N tokens from a quota day on; earlier days keep theirs."""
-    from monitor.ledger.quota_day import parse_day
+    from monitor.ledger.costing import reprice_from
     from monitor.store.keys import quota_for, require_key, set_quota
 
     refuse_keys_in_argv([name, quota_text, from_text or ""])
     quota = parse_quota(quota_text)
     settings = settings_or_exit()
-    try:
-        start = parse_day(from_text) if from_text is not None else quota_day_today(settings)
-    except ValueError as exc:
-        fail(str(exc))
+    start = day_or_today(from_text, settings)
     with transaction(settings) as conn:
         info = require_key(conn, name)
         before = quota_for(conn, info.key_id, start, settings.default_quota)
         set_quota(conn, info.key_id, quota, start)
+        reprice_from(conn, settings, start)  # the free quota changed: so did what was paid
     click.echo(f"{name}: {quota:,} tokens a day from {start} (was {before:,})")
 
 
@@ -204,3 +213,36 @@ def keys_remove(name: str) -> None:
     with transaction(settings) as conn:
         info = remove_key(conn, name)
     click.echo(f"removed {info.name} (…{info.hint})")
+
+
+@keys.command("set-channels")
+@click.argument("name")
+@click.argument("urls", nargs=-1, metavar="[URL]...")
+def keys_set_channels(name: str, urls: tuple[str, ...]) -> None:
+    """Send key NAME's alerts to its own channels (Apprise URLs, or signed+https://… for the
+    signed webhook); a URL may be named, ``ops=slack://…``. A key's channel replaces the common
+    channel of the same name for this key. No URL: the common channels only.
+
+    The URLs are kept in the database (the only place a key's own channels can live): they are
+    shown masked everywhere. Give ``-`` to read them from standard input, one a line, so that
+    their tokens are not in the process list.
+    """
+    from monitor.alerts.channels import ChannelError, parse_channels
+    from monitor.store.keys import require_key
+    from monitor.store.silences import set_key_channels
+
+    refuse_keys_in_argv([name])
+    if urls == ("-",):
+        urls = tuple(line.strip() for line in sys.stdin if line.strip())
+    try:
+        channels = parse_channels(urls)
+    except ChannelError as exc:
+        fail(str(exc), 2)
+    settings = settings_or_exit()
+    with transaction(settings) as conn:
+        info = require_key(conn, name)
+        set_key_channels(conn, info.key_id, urls)
+    if not channels:
+        click.echo(f"{name}: no channels of its own (the common channels only)")
+    for channel in channels:
+        click.echo(f"{name}: {channel.name} → {channel.target}")

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from monitor.ledger.quota_day import next_reset, quota_day
+from monitor.ledger.quota_day import day_bounds, next_reset, quota_day
 from monitor.ledger.rollup import ROLLUP_NAME
 from monitor.ledger.totals import CallFacts, billed_tokens
 from monitor.records import CallRecord
@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from monitor.config import Settings
+
+#: The gateway's own calls since the rollup's watermark are kept one by one, this many a key;
+#: past that the older half is added up into per-minute buckets, so memory stays bounded while
+#: no rollup runs (a call in the watermark's minute may then be counted twice, never missed).
+RECENT_CALLS_PER_KEY: Final = 1_000
+BUCKET_S: Final = 60
+#: The most per-minute buckets kept over all keys (past it the oldest are forgotten).
+MAX_BUCKETS: Final = 100_000
 
 #: The quota day's zone named as LongCat's users know it.
 TZ_NAMES = {"Asia/Shanghai": "Beijing time"}
@@ -82,7 +90,10 @@ class QuotaGuard:
         self._clock = clock
         self._monotonic = monotonic
         self._snapshot: _Snapshot | None = None
-        self._own: list[CallFacts] = []
+        #: per key: its recent billed calls (start, tokens), and older ones per minute bucket
+        self._recent: dict[str, list[tuple[datetime, int]]] = {}
+        self._buckets: dict[str, dict[int, int]] = {}
+        self._bucket_count = 0
         self._lock: anyio.Lock | None = None
 
     def note(self, record: CallRecord) -> None:
@@ -97,8 +108,42 @@ class QuotaGuard:
             output_tokens=record.output_tokens,
             total_tokens=record.total_tokens,
         )
-        if billed_tokens(facts):
-            self._own.append(facts)
+        tokens = billed_tokens(facts)
+        if not tokens:
+            return
+        recent = self._recent.setdefault(record.key_id, [])
+        recent.append((record.started_at, tokens))
+        if len(recent) > RECENT_CALLS_PER_KEY:
+            half = len(recent) // 2
+            self._fold(record.key_id, recent[:half])
+            del recent[:half]
+
+    def _fold(self, key_id: str, calls: list[tuple[datetime, int]]) -> None:
+        buckets = self._buckets.setdefault(key_id, {})
+        for started_at, tokens in calls:
+            bucket = int(started_at.timestamp()) // BUCKET_S
+            if bucket not in buckets:
+                if self._bucket_count >= MAX_BUCKETS:
+                    self._forget(min(min(b) for b in self._buckets.values() if b) + 1)
+                self._bucket_count += 1
+            buckets[bucket] = buckets.get(bucket, 0) + tokens
+
+    def _forget(self, first_bucket: int, since: datetime | None = None) -> None:
+        """Forget the buckets before ``first_bucket`` (and the recent calls before ``since``)."""
+        for key_id in list(self._buckets):
+            buckets = self._buckets[key_id]
+            for bucket in [b for b in buckets if b < first_bucket]:
+                del buckets[bucket]
+                self._bucket_count -= 1
+            if not buckets:
+                del self._buckets[key_id]
+        if since is not None:
+            for key_id in list(self._recent):
+                kept = [call for call in self._recent[key_id] if call[0] >= since]
+                if kept:
+                    self._recent[key_id] = kept
+                else:
+                    del self._recent[key_id]
 
     async def check(self, key_id: str | None) -> Refusal | None:
         """A :class:`Refusal` when ``key_id`` has used its whole quota today, else ``None``."""
@@ -127,13 +172,15 @@ class QuotaGuard:
             self._engine = None
 
     def _own_since(self, snapshot: _Snapshot, key_id: str) -> int:
-        tz = self._settings.tz
-        return sum(
-            billed_tokens(call)
-            for call in self._own
-            if call.key_id == key_id
-            and (snapshot.watermark is None or call.started_at >= snapshot.watermark)
-            and quota_day(call.started_at, tz) == snapshot.day
+        """The billed tokens of this gateway's calls with ``key_id`` on the snapshot's day that
+        the rollup has not counted yet."""
+        start, end = day_bounds(snapshot.day, self._settings.tz)
+        if snapshot.watermark is not None and snapshot.watermark > start:
+            start = snapshot.watermark
+        recent = sum(tokens for at, tokens in self._recent.get(key_id, ()) if start <= at < end)
+        first, last = int(start.timestamp()) // BUCKET_S, int(end.timestamp()) // BUCKET_S
+        return recent + sum(
+            tokens for b, tokens in self._buckets.get(key_id, {}).items() if first <= b < last
         )
 
     async def _current(self, now: datetime) -> _Snapshot | None:
@@ -150,8 +197,11 @@ class QuotaGuard:
                     report_failure("reading today's usage for the quota guard", exc)
                     return self._snapshot if self._snapshot and self._snapshot.day == day else None
                 self._snapshot = snapshot
-                if snapshot.watermark is not None:  # the rollup has counted the calls before it
-                    self._own = [c for c in self._own if c.started_at >= snapshot.watermark]
+                # the rollup has counted the calls before its watermark; earlier days are over
+                since = day_bounds(day, self._settings.tz)[0]
+                if snapshot.watermark is not None and snapshot.watermark > since:
+                    since = snapshot.watermark
+                self._forget(int(since.timestamp()) // BUCKET_S, since)
         return self._snapshot
 
     def _fresh(self, day: date) -> bool:

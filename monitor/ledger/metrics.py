@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Final
 
+from monitor.ledger.billing import BalanceState
+from monitor.ledger.charges import Charge
+from monitor.ledger.prices import money
 from monitor.ledger.quota_day import quota_day, time_until_reset
 from monitor.ledger.rollup import ROLLUP_NAME
 from monitor.safety import report_failure
+from monitor.store.billing import balance_of, day_charges
 from monitor.store.key_usage import KeyDayUsage, key_usage_for_day
 from monitor.store.watermarks import get_watermark
 
@@ -52,6 +56,10 @@ METRICS: Final = {
     "quota_used_ratio": "Fraction of the key's daily quota used today (1 = all of it).",
     "quota_reset_seconds": "Seconds until the quota day resets (midnight in MONITOR_QUOTA_TZ).",
     "rollup_age_seconds": "Seconds since the last rollup (absent before the first one).",
+    "today_cost": "Estimated cost today past the free quota, per key, in units of the currency.",
+    "today_unpriced_tokens": "Paid tokens today for models with no price (cost unknown), per key.",
+    "balance": "Estimated prepaid balance left, in units of the currency (after a top-up only).",
+    "pack_tokens_left": "Tokens left in each token pack, with its expiry day.",
 }
 
 
@@ -73,12 +81,23 @@ def _key_labels(usage: KeyDayUsage) -> tuple[tuple[str, str], ...]:
 
 
 def samples_for(
-    usages: Iterable[KeyDayUsage], now: datetime, settings: Settings, rolled: datetime | None
+    usages: Iterable[KeyDayUsage],
+    now: datetime,
+    settings: Settings,
+    rolled: datetime | None,
+    *,
+    charges: Mapping[str, Charge] | None = None,
+    balance: BalanceState | None = None,
 ) -> list[Sample]:
-    """The samples of one scrape, from the keys' usage today (pure)."""
+    """The samples of one scrape, from the keys' usage and charges today (pure)."""
     out: list[Sample] = []
+    currency = (("currency", settings.currency),)
     for u in usages:
         labels = _key_labels(u)
+        if charges is not None:
+            charge = charges.get(u.key_id, Charge())
+            out.append(Sample("today_cost", (*labels, *currency), float(money(charge.cost))))
+            out.append(Sample("today_unpriced_tokens", labels, charge.unpriced_tokens))
         out.append(Sample("today_requests", labels, u.requests))
         for error_class, n in sorted(u.errors_by_class.items()):
             out.append(Sample("today_errors", (*labels, ("error_class", error_class)), n))
@@ -92,6 +111,12 @@ def samples_for(
     out.append(Sample("quota_reset_seconds", (), reset))
     if rolled is not None:
         out.append(Sample("rollup_age_seconds", (), max((now - rolled).total_seconds(), 0.0)))
+    if balance is not None:
+        if balance.last_top_up is not None:
+            out.append(Sample("balance", currency, float(money(balance.balance))))
+        for left in balance.packs:
+            pack = (("pack", str(left.pack.id)), ("expires", left.pack.expires.isoformat()))
+            out.append(Sample("pack_tokens_left", pack, left.tokens_left))
     return out
 
 
@@ -129,7 +154,9 @@ def scrape(conn: Connection, settings: Settings, now: datetime | None = None) ->
     today = quota_day(now, settings.tz)
     usages = key_usage_for_day(conn, today, default_quota=settings.default_quota)
     rolled = get_watermark(conn, ROLLUP_NAME)
-    return render(samples_for(usages, now, settings, rolled))
+    charges = day_charges(conn, today)
+    balance = balance_of(conn, settings.currency)
+    return render(samples_for(usages, now, settings, rolled, charges=charges, balance=balance))
 
 
 class MetricsServer(ThreadingHTTPServer):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Final, cast
 
+from monitor.ledger import costing
 from monitor.ledger.quota_day import day_bounds, hour_start, quota_day
 from monitor.ledger.totals import (
     HOUR,
@@ -132,6 +133,7 @@ def run_rollup(
             for key_id, totals in sorted(daily.items()):
                 written.append((key_id, day, finish(totals), quotas[key_id]))
         rollups.write_daily(conn, written, now=now)
+        costing.price_days(conn, settings, days)
         quotas_updated = key_usage.refresh_daily_quotas(conn, settings.default_quota)
         kept_from = marks[SLICES_NAME]
         if kept_from is None or sliced_from > kept_from:  # else no slice lies before it

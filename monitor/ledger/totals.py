@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final
 
 from monitor.ledger import histogram
+from monitor.ledger.prices import TokenSplit, split_tokens
 from monitor.ledger.quota_day import day_bounds, hour_start, quota_day
 from monitor.records import UNBILLED_ERROR_TYPES
 
@@ -47,6 +48,8 @@ class CallFacts:
     cache_read_tokens: int | None = None
     reasoning_tokens: int | None = None
     total_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    api: str = "openai"
 
 
 @dataclass(slots=True)
@@ -65,6 +68,8 @@ class Totals:
     cache_read_tokens: int = 0
     reasoning_tokens: int = 0
     total_tokens: int = 0
+    uncached_input_tokens: int = 0
+    cached_input_tokens: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
@@ -105,6 +110,8 @@ def add_totals(totals: Totals, other: Totals) -> Totals:
     totals.cache_read_tokens += other.cache_read_tokens
     totals.reasoning_tokens += other.reasoning_tokens
     totals.total_tokens += other.total_tokens
+    totals.uncached_input_tokens += other.uncached_input_tokens
+    totals.cached_input_tokens += other.cached_input_tokens
     totals.latency_min_ms = _least(totals.latency_min_ms, other.latency_min_ms)
     totals.latency_max_ms = _greatest(totals.latency_max_ms, other.latency_max_ms)
     totals.ttft_min_ms = _least(totals.ttft_min_ms, other.ttft_min_ms)
@@ -150,6 +157,17 @@ def billed_tokens(call: CallFacts) -> int:
     return (call.input_tokens or 0) + (call.output_tokens or 0)
 
 
+def split_of(call: CallFacts) -> TokenSplit:
+    """``call``'s tokens as they are priced (:func:`monitor.ledger.prices.split_tokens`)."""
+    return split_tokens(
+        call.api,
+        call.input_tokens,
+        call.output_tokens,
+        call.cache_read_tokens,
+        call.cache_write_tokens,
+    )
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The ``q``-quantile (0 ≤ q ≤ 1) of ``values`` by linear interpolation; ``None`` if empty.
 
@@ -189,6 +207,9 @@ def summarize(calls: Iterable[CallFacts]) -> Totals:
             totals.cache_read_tokens += call.cache_read_tokens or 0
             totals.reasoning_tokens += call.reasoning_tokens or 0
             totals.total_tokens += billed_tokens(call)
+            split = split_of(call)
+            totals.uncached_input_tokens += split.uncached_input
+            totals.cached_input_tokens += split.cached_input
     totals.errors_by_class = dict(sorted(by_class.items()))
     totals.latency_histogram = histogram.histogram_of(latencies)
     totals.ttft_histogram = histogram.histogram_of(ttfts)

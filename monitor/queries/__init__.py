@@ -6,6 +6,16 @@ fast whatever the volume of ``api_calls``; tables of raw calls are bounded by th
 the ``started_at`` index and a LIMIT.
 """
 
+from monitor.ledger.prices import format_money
+from monitor.queries.alerting import AlertSetup, ChannelLine, alert_setup, silence, unsilence
+from monitor.queries.breakdowns import (
+    UNKNOWN_CLIENT,
+    ClientUsage,
+    ModelTokenParts,
+    token_parts_by_model,
+    usage_by_client,
+)
+from monitor.queries.costs import CostOverview, CostRow, cost_overview
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -56,19 +66,26 @@ from monitor.store.alerts import (
     RETRYING,
     SENDING,
     SENT,
+    SILENCED,
     SKIPPED,
 )
 from monitor.store.engine import StoreError, make_engine
 
-#: The statuses of the alert ledger, in the order the Alerts page lists them.
-ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, NO_RECIPIENTS, SKIPPED)
+#: Delivery statuses, then those of alerts not delivered, in the order the Alerts page lists them.
+ALERT_STATUSES = (SENT, PENDING, SENDING, RETRYING, FAILED, SILENCED, NO_RECIPIENTS, SKIPPED)
 
 __all__ = [
     "ALERT_STATUSES",
     "RETRYING",
     "SKIPPED",
+    "UNKNOWN_CLIENT",
+    "AlertSetup",
     "AlertsOverview",
     "BurnPoint",
+    "ChannelLine",
+    "ClientUsage",
+    "CostOverview",
+    "CostRow",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -83,17 +100,21 @@ __all__ = [
     "LabelBreakdown",
     "LabelTokens",
     "LatencyPoint",
+    "ModelTokenParts",
     "ModelTokens",
     "RollupFreshness",
     "StoreError",
     "TodayOverview",
+    "alert_setup",
     "alerts_overview",
     "bucket_for",
+    "cost_overview",
     "daily_key_tokens",
     "database_status",
     "endpoint_choices",
     "error_series",
     "error_totals",
+    "format_money",
     "hourly_rows",
     "key_choices",
     "key_details",
@@ -105,6 +126,10 @@ __all__ = [
     "model_choices",
     "recent_failures",
     "rollup_freshness",
+    "silence",
     "today_overview",
+    "token_parts_by_model",
     "tokens_by_model",
+    "unsilence",
+    "usage_by_client",
 ]

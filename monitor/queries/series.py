@@ -228,6 +228,8 @@ def _hourly_from_calls(
         c.cache_read_tokens,
         c.reasoning_tokens,
         c.total_tokens,
+        c.cache_write_tokens,
+        c.api,
     ).where(
         c.started_at >= start,
         c.started_at < end,

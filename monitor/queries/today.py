@@ -7,14 +7,16 @@ Read from ``daily_usage`` and ``hourly_usage`` (as of the last rollup); the fore
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from sqlalchemy import Connection
 
 from monitor.alerts.forecast import Forecast, forecast_exhaustion
+from monitor.ledger.charges import Charge
 from monitor.ledger.quota_day import day_end, day_start, quota_day
 from monitor.queries.filters import RollupFreshness, rollup_freshness
+from monitor.store.billing import day_charges
 from monitor.store.key_usage import KeyDayUsage, hourly_tokens_by_key, key_usage_for_day
 
 HOUR = timedelta(hours=1)
@@ -35,6 +37,8 @@ class KeyToday:
     usage: KeyDayUsage
     forecast: Forecast | None
     burn: list[BurnPoint]
+    #: Free quota used, paid tokens and their cost today (as of the last rollup).
+    charge: Charge = field(default_factory=Charge)
 
     @property
     def remaining(self) -> int:
@@ -63,6 +67,7 @@ class TodayOverview:
     reset_at: datetime
     keys: list[KeyToday]
     freshness: RollupFreshness
+    currency: str = "USD"
 
     @property
     def requests(self) -> int:
@@ -79,6 +84,11 @@ class TodayOverview:
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def cost(self) -> int:
+        """Today's cost past the free quotas, in nano-units of :attr:`currency`."""
+        return sum(k.charge.cost for k in self.keys)
 
     @property
     def until_reset(self) -> timedelta:
@@ -104,6 +114,7 @@ def today_overview(
     default_quota: int,
     now: datetime | None = None,
     key_ids: Sequence[str] = (),
+    currency: str = "USD",
 ) -> TodayOverview:
     """Every key (or the ``key_ids`` given) on today's quota day.
 
@@ -119,9 +130,11 @@ def today_overview(
         if not wanted or usage.key_id in wanted
     ]
     hours = hourly_tokens_by_key(conn, [usage.key_id for usage in usages], start)
+    charges = day_charges(conn, today)
     keys: list[KeyToday] = []
     for usage in usages:
         hourly = hours[usage.key_id]
         forecast = forecast_exhaustion(usage.total_tokens, usage.quota, hourly, now, start)
-        keys.append(KeyToday(usage, forecast, burn_points(hourly, start, now)))
-    return TodayOverview(today, now, start, reset, keys, rollup_freshness(conn))
+        charge = charges.get(usage.key_id, Charge())
+        keys.append(KeyToday(usage, forecast, burn_points(hourly, start, now), charge))
+    return TodayOverview(today, now, start, reset, keys, rollup_freshness(conn), currency)

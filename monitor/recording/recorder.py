@@ -6,6 +6,11 @@ record and counts it, logged once). A daemon thread, started on the first submit
 batch is full or every ``flush_interval_s`` and hands batches of up to ``batch_size`` records
 to a :class:`Sink`, one transaction each.
 
+A batch the database refuses for its values (:class:`~monitor.store.engine.DataRefusedError`:
+a string it cannot hold, a number out of range) is split in halves until the records at fault
+are found; each of those is set aside in the spool folder's quarantine file (named in one log
+line, counted in ``stats().quarantined``) and every other record is written.
+
 When the sink fails (the database is down), the batch goes to a
 :class:`~monitor.recording.spool.Spool` on local disk instead, and for ``retry_interval_s`` new
 batches go straight there too, so the writer does not keep waiting on a dead database. Once a
@@ -44,6 +49,7 @@ from monitor.recording.spool import Spool
 from monitor.recording.sql_sink import SqlSink
 from monitor.records import CallRecord
 from monitor.safety import report_failure, swallow
+from monitor.store.engine import DataRefusedError
 
 _FLUSH_POLL_S: Final = 0.05
 
@@ -55,7 +61,9 @@ class Sink(Protocol):
     """Where batches go. Every method is called from the recorder's one writer thread."""
 
     def write(self, batch: Sequence[CallRecord]) -> None:
-        """Store the whole batch, or raise (the recorder then spools it)."""
+        """Store the whole batch, or raise: :class:`~monitor.store.engine.DataRefusedError` when
+        the batch's values were refused (the recorder then finds the records at fault), anything
+        else when the database cannot be written (the recorder then spools the batch)."""
 
     def idle(self) -> None:
         """The queue has just been emptied: housekeeping that can wait for a quiet moment."""
@@ -96,10 +104,15 @@ class RecorderStats:
     replayed: int = 0
     spool_dropped: int = 0
     spool_corrupt: int = 0
+    quarantined: int = 0
 
 
 class QueueFullError(Exception):
     """The recorder's queue was full and a call record was dropped."""
+
+
+class RecordRefusedError(Exception):
+    """The database refused a call record for its values; it was set aside, not retried."""
 
 
 class _FlushRequest:
@@ -174,6 +187,7 @@ class Recorder:
         self._failed = 0
         self._lost = 0
         self._spooled = 0
+        self._quarantined = 0
         #: monotonic time before which the database is not tried (it failed recently).
         self._retry_at = 0.0
         #: whether the spool (ours or an abandoned one) may hold records to replay.
@@ -270,6 +284,7 @@ class Recorder:
                 replayed=spool.replayed if spool is not None else 0,
                 spool_dropped=spool.dropped if spool is not None else 0,
                 spool_corrupt=spool.corrupt if spool is not None else 0,
+                quarantined=self._quarantined,
                 submitted=self._submitted,
                 written=self._written,
                 dropped=self._dropped,
@@ -318,7 +333,7 @@ class Recorder:
         if spool is None or self._database_resting():
             return
         try:
-            self._replay_due = not spool.replay(self.sink.write, self.batch_size)
+            self._replay_due = not spool.replay(self._store, self.batch_size)
         except Exception as exc:
             report_failure(f"replaying the spool ({type(exc).__name__})", exc)
             self._retry_at = time.monotonic() + self.retry_interval_s
@@ -349,14 +364,49 @@ class Recorder:
             self._handle_failed_batch(batch)
             return
         try:
-            self.sink.write(batch)
+            self._written += self._store(batch)
         except Exception as exc:
             report_failure(f"writing call records ({type(exc).__name__})", exc)
             self._failed += len(batch)
             self._retry_at = time.monotonic() + self.retry_interval_s
             self._handle_failed_batch(batch)
-        else:
-            self._written += len(batch)
+
+    def _store(self, batch: Sequence[CallRecord]) -> int:
+        """Write ``batch``; when the database refuses its values, halve it until the records at
+        fault are found and set aside. Returns how many were written; raises when the database
+        cannot be written at all (the caller spools what was not)."""
+        try:
+            self.sink.write(batch)
+        except DataRefusedError as exc:
+            if len(batch) == 1:
+                self._set_aside(batch[0], exc)
+                return 0
+            half = len(batch) // 2
+            return self._store(batch[:half]) + self._store(batch[half:])
+        return len(batch)
+
+    def _set_aside(self, record: CallRecord, exc: DataRefusedError) -> None:
+        """Keep a record the database refused in the quarantine file, so it is never retried
+        (without a spool, or when that fails, it is counted as lost)."""
+        spool = self.spool
+        if spool is None:
+            self._lost += 1
+            report_failure("storing a call record", RecordRefusedError(f"{exc}; it was dropped"))
+            return
+        try:
+            path = spool.quarantine(record, str(exc))
+        except Exception as failure:
+            report_failure(f"quarantining a call record ({type(failure).__name__})", failure)
+            self._lost += 1
+            return
+        self._quarantined += 1
+        report_failure(
+            "storing a call record",
+            RecordRefusedError(
+                f"{exc}; the record was set aside in {path} and the others written. "
+                "Inspect or delete that file"
+            ),
+        )
 
     def _handle_failed_batch(self, batch: list[CallRecord]) -> None:
         """A batch the database refused (or would have) goes to the spool, to be replayed;
@@ -416,7 +466,7 @@ def _build_default() -> Recorder:
     try:
         settings = get_settings()
         spool = Spool(settings.spool_dir, settings.spool_max_bytes)
-        return Recorder(SqlSink(settings.database_url), spool=spool)
+        return Recorder(_default_sink(settings), spool=spool)
     except Exception as exc:
         report_failure("reading the monitor configuration", exc)
         recorder = Recorder(
@@ -428,6 +478,22 @@ def _build_default() -> Recorder:
         )
         recorder.shutdown()
         return recorder
+
+
+def _default_sink(settings: Settings) -> Sink:
+    """The SQL sink, and OTLP export behind it when it is on (OpenTelemetry is imported only
+    then)."""
+    sink = SqlSink(settings.database_url)
+    if not settings.otlp_enabled:
+        return sink
+    try:
+        from monitor.telemetry.sink import ExportingSink
+    except ImportError as exc:
+        report_failure(
+            "starting OTLP export (install longcat-monitor[otel] for the OpenTelemetry SDK)", exc
+        )
+        return sink
+    return ExportingSink(sink, settings.otlp_endpoint)
 
 
 def set_recorder(recorder: Recorder | None) -> Recorder | None:

@@ -13,6 +13,11 @@ process or the machine. A line cut short by a crash is detected on replay and sk
 Bound: this process's file never grows past ``max_bytes``. Past it the oldest records are
 dropped (the file is rewritten without them) and counted in :attr:`Spool.dropped`.
 
+Privacy: the folder is the user's own, ``0700`` (an existing folder of this user is made so; a
+link, or a folder of another user, is refused); files are created ``0600`` and opened without
+following links, and only regular files of this user are adopted. Every line read back is
+checked field by field and scrubbed (:mod:`monitor.scrub`) before it is written anywhere.
+
 Replays are safe to repeat: ``api_calls`` ignores an ``event_id`` it already holds, so a record
 replayed twice (say, the process died between the insert and the truncation) lands once.
 
@@ -26,21 +31,34 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final, get_args
 
-from monitor.records import CallRecord
+from monitor.records import UNSTORED_FIELDS, Api, CallRecord, UsageSource
 from monitor.safety import report_failure
+from monitor.scrub import scrub_record
 
 SPOOL_SUFFIX: Final = ".jsonl"
 LOCK_SUFFIX: Final = ".lock"
 CORRUPT_SUFFIX: Final = ".corrupt"
-_FIELDS: Final = {f.name for f in dataclasses.fields(CallRecord)}
+#: Records the database refused for their values, one file per process (never replayed).
+REFUSED_SUFFIX: Final = ".refused"
+#: What a spool line holds: every stored field (a trace parent is for the live export only).
+_FIELDS: Final = {f.name for f in dataclasses.fields(CallRecord)} - UNSTORED_FIELDS
 _REQUIRED: Final = {"started_at", "api", "endpoint", "event_id"}
+#: Files and folders: readable by their owner only; links never followed.
+FILE_MODE: Final = 0o600
+FOLDER_MODE: Final = 0o700
+_NOFOLLOW: Final = os.O_NOFOLLOW | os.O_CLOEXEC
+#: The largest integer a record's count fields may hold (a Postgres ``integer``).
+_MAX_INT: Final = 2**31 - 1
+_MAX_EVENT_ID_CHARS: Final = 64
 
 
 class SpoolError(Exception):
@@ -62,20 +80,127 @@ def encode_record(record: CallRecord) -> bytes:
 
 
 def decode_record(line: bytes) -> CallRecord:
-    """The record of one spool line; :class:`CorruptSpoolLineError` if it is not one."""
+    """The record of one spool line, checked field by field and scrubbed;
+    :class:`CorruptSpoolLineError` if it is not one."""
     try:
         values = json.loads(line)
         if not isinstance(values, dict) or not values.keys() >= _REQUIRED:
             raise ValueError("missing fields")
         known = {k: v for k, v in values.items() if k in _FIELDS}
+        for name, value in known.items():
+            _check_field(name, value)
         known["started_at"] = datetime.fromisoformat(known["started_at"])
         if known["started_at"].tzinfo is None:
             raise ValueError("started_at has no time zone")
-        if not isinstance(known["event_id"], str) or not isinstance(known.get("labels", {}), dict):
-            raise ValueError("wrong field types")
-        return CallRecord(**known)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise CorruptSpoolLineError(str(exc)) from None
+        return scrub_record(CallRecord(**known))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise CorruptSpoolLineError(str(exc)[:200]) from None
+
+
+_TEXT: Final = frozenset(
+    {
+        "key_id",
+        "key_hint",
+        "model",
+        "error_type",
+        "error_code",
+        "error_message",
+        "request_id",
+        "client",
+    }
+)
+_COUNTS: Final = frozenset(
+    {"status_code", "attempt", *(f for f in _FIELDS if f.endswith("_tokens"))}
+)
+_TIMES: Final = frozenset({"retry_after_s", "latency_ms", "ttft_ms"})
+_CHOICES: Final[dict[str, tuple[str, ...]]] = {
+    "api": get_args(Api),
+    "usage_source": get_args(UsageSource),
+}
+
+
+def _check_field(name: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` is something a CallRecord's ``name`` may hold."""
+    if name in _CHOICES:
+        ok = value in _CHOICES[name]
+    elif name in _TEXT:
+        ok = value is None or isinstance(value, str)
+    elif name in _COUNTS:
+        ok = (value is None and name != "attempt") or (
+            type(value) is int and 0 <= value <= _MAX_INT
+        )
+    elif name in _TIMES:
+        ok = value is None or (type(value) in (int, float) and math.isfinite(value) and value >= 0)
+    elif name == "stream":
+        ok = type(value) is bool
+    elif name == "labels":
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+    elif name == "event_id":
+        ok = isinstance(value, str) and 0 < len(value) <= _MAX_EVENT_ID_CHARS and value.isalnum()
+    else:  # started_at, endpoint, method, source
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValueError(f"{name} holds {type(value).__name__} {str(value)[:40]!r}")
+
+
+# --- files: private, never through a link, only this user's -------------------------------
+
+
+def private_folder(directory: Path, *, create: bool) -> None:
+    """Make sure ``directory`` is a folder of this user's that only they can enter.
+
+    Created ``0700`` when missing (with ``create``); an existing one of this user's is made
+    ``0700``. A link, or a folder of another user, raises :class:`SpoolError`.
+    """
+    try:
+        if create:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, FOLDER_MODE)
+        info = os.lstat(directory)
+    except OSError as exc:
+        raise SpoolError(
+            f"cannot use the spool directory {directory} ({exc.strerror}); set "
+            "MONITOR_SPOOL_PATH to a writable directory"
+        ) from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise SpoolError(
+            f"the spool directory {directory} is not a directory (a link or a file); set "
+            "MONITOR_SPOOL_PATH to a directory of your own"
+        )
+    if info.st_uid != os.geteuid():
+        raise SpoolError(
+            f"the spool directory {directory} is owned by user {info.st_uid}, not by this user "
+            f"({os.geteuid()}); set MONITOR_SPOOL_PATH to a directory of your own"
+        )
+    if stat.S_IMODE(info.st_mode) != FOLDER_MODE:
+        os.chmod(directory, FOLDER_MODE)
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` of ``path`` (created ``0600``), never through a link."""
+    return os.open(path, flags | _NOFOLLOW, FILE_MODE)
+
+
+def _open_own(path: Path, mode: str) -> IO[bytes]:
+    """``path`` opened without following a link, if it is a regular file of this user's."""
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}
+    fd = open_private(path, flags[mode])
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise PermissionError(f"{path} is not a regular file of this user's")
+    return os.fdopen(fd, mode)
+
+
+def _is_own_file(path: Path) -> bool:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
 
 
 # --- one process's file, and the files other processes left -------------------------------
@@ -132,7 +257,7 @@ class Spool:
         if self._size + incoming > self.max_bytes:
             self._drop_oldest(self._size + incoming - self.max_bytes)
         data = b"".join(lines)
-        with open(self.path, "ab") as file:
+        with _open_own(self.path, "ab") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -147,9 +272,9 @@ class Spool:
         """Create the directory and take this process's lock, once."""
         if self._lock_fd is not None:
             return
+        private_folder(self.directory, create=True)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.directory / (self._name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT)
+            fd = open_private(self.directory / (self._name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise SpoolError(
                 f"cannot use the spool directory {self.directory} ({exc.strerror}); set "
@@ -158,9 +283,28 @@ class Spool:
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
 
+    @property
+    def quarantine_path(self) -> Path:
+        """Where this process keeps the records the database refused (never replayed)."""
+        return self.directory / (self._name + REFUSED_SUFFIX)
+
+    def quarantine(self, record: CallRecord, reason: str) -> Path:
+        """Keep ``record``, refused by the database for ``reason``, out of the way; returns the
+        file's path."""
+        private_folder(self.directory, create=True)
+        line = json.loads(encode_record(record))
+        line["refused_because"] = reason
+        data = json.dumps(line, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+        path = self.quarantine_path
+        with _open_own(path, "ab") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        return path
+
     # --- replaying ------------------------------------------------------------------------
 
-    def replay(self, write: Callable[[Sequence[CallRecord]], None], batch_size: int) -> bool:
+    def replay(self, write: Callable[[Sequence[CallRecord]], object], batch_size: int) -> bool:
         """Write this process's records, then abandoned files', in batches, through ``write``.
 
         Returns True when everything was written. When ``write`` raises, what it had accepted
@@ -176,11 +320,11 @@ class Spool:
         return self._size == 0
 
     def _replay_orphan(
-        self, path: Path, write: Callable[[Sequence[CallRecord]], None], batch_size: int
+        self, path: Path, write: Callable[[Sequence[CallRecord]], object], batch_size: int
     ) -> None:
         lock_path = path.with_suffix(LOCK_SUFFIX)
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+            fd = open_private(lock_path, os.O_RDWR | os.O_CREAT)
         except OSError:
             return
         try:
@@ -200,13 +344,24 @@ class Spool:
             os.close(fd)
 
     def _orphans(self) -> Iterator[Path]:
+        """Abandoned spool files: regular files of this user's, in a folder of this user's."""
         try:
+            private_folder(self.directory, create=False)
             entries = list(self.directory.iterdir())
+        except SpoolError as exc:
+            if self.directory.exists():
+                report_failure("looking for a spool to replay", exc)
+            return
         except OSError:
             return
         own = self.path
         for entry in sorted(entries):
-            if entry.suffix == SPOOL_SUFFIX and entry != own and _is_abandoned(entry):
+            if (
+                entry.suffix == SPOOL_SUFFIX
+                and entry != own
+                and _is_own_file(entry)
+                and _is_abandoned(entry)
+            ):
                 yield entry
 
     def close(self) -> None:
@@ -239,7 +394,7 @@ def _is_abandoned(path: Path) -> bool:
     """Whether no live process holds the lock of spool file ``path`` (a quick, racy look)."""
     lock_path = path.with_suffix(LOCK_SUFFIX)
     try:
-        fd = os.open(lock_path, os.O_RDONLY)
+        fd = os.open(lock_path, os.O_RDONLY | _NOFOLLOW)
     except FileNotFoundError:
         return True
     except OSError:
@@ -268,7 +423,11 @@ def _rewrite_without_head(path: Path, skip_bytes: int) -> _Rewritten:
     tmp = path.with_name(path.name + ".tmp")
     if not path.exists():
         return _Rewritten(0, 0)
-    with open(path, "rb") as source, open(tmp, "wb") as target:
+    tmp.unlink(missing_ok=True)
+    with (
+        _open_own(path, "rb") as source,
+        os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as target,
+    ):
         for line in source:
             if skipped < skip_bytes:
                 skipped += len(line)
@@ -284,7 +443,7 @@ def _rewrite_without_head(path: Path, skip_bytes: int) -> _Rewritten:
 
 def _replay_file(
     path: Path,
-    write: Callable[[Sequence[CallRecord]], None],
+    write: Callable[[Sequence[CallRecord]], object],
     batch_size: int,
     spool: Spool,
 ) -> _Rewritten:
@@ -293,7 +452,7 @@ def _replay_file(
     batch: list[CallRecord] = []
     batch_bytes = 0
     try:
-        with open(path, "rb") as source:
+        with _open_own(path, "rb") as source:
             for number, line in enumerate(source, start=1):
                 try:
                     batch.append(decode_record(line))
@@ -316,7 +475,7 @@ def _replay_file(
         if written_bytes:
             _rewrite_without_head(path, written_bytes)
         raise
-    with open(path, "r+b") as file:
+    with _open_own(path, "r+b") as file:
         file.truncate(0)
         os.fsync(file.fileno())
     return _Rewritten(0, 0)
@@ -325,7 +484,7 @@ def _replay_file(
 def _quarantine(path: Path, number: int, line: bytes, exc: Exception) -> None:
     """Keep a line that is not a record in ``<file>.corrupt`` and say so (once per process)."""
     corrupt = path.with_name(path.name + CORRUPT_SUFFIX)
-    with open(corrupt, "ab") as file:
+    with _open_own(corrupt, "ab") as file:
         file.write(line if line.endswith(b"\n") else line + b"\n")
     report_failure(
         "replaying the spool (corrupt line)",

@@ -13,6 +13,8 @@ from sqlalchemy import Engine
 from monitor.records import CallRecord
 from monitor.store.calls import insert_calls
 from monitor.store.engine import (
+    DATA_ERRORS,
+    DataRefusedError,
     SchemaNotCurrentError,
     check_schema,
     checkpoint_sqlite,
@@ -24,6 +26,9 @@ from monitor.store.engine import (
 #: How often a sink whose Postgres schema is out of date looks again (after `db upgrade`).
 SCHEMA_RECHECK_INTERVAL_S: Final = 60.0
 
+
+#: How much of the driver's message a :class:`DataRefusedError` quotes.
+MAX_CAUSE_CHARS: Final = 200
 
 #: SQLite: the writer checkpoints the WAL when idle once this many records were written since
 #: the last checkpoint (about SQLite's own 1,000-page trigger), or once the oldest of them is
@@ -63,10 +68,20 @@ class SqlSink:
         return self._engine
 
     def write(self, batch: Sequence[CallRecord]) -> None:
+        """Write ``batch`` in one transaction; :class:`DataRefusedError` when the database
+        refused a value of it (as opposed to being unreachable: then the driver's error)."""
         if not self._schema_ok:
             self._prepare_schema()
-        with self.engine.begin() as conn:
-            insert_calls(conn, batch)
+        try:
+            with self.engine.begin() as conn:
+                insert_calls(conn, batch)
+        except DATA_ERRORS as exc:
+            text = str(getattr(exc, "orig", None) or exc)
+            cause = next(iter(text.splitlines()), "")[:MAX_CAUSE_CHARS]
+            raise DataRefusedError(
+                f"the database refused a value of {len(batch)} call records "
+                f"({type(exc).__name__}: {cause})"
+            ) from exc
         if not self._unchecked:
             self._unchecked_since = time.monotonic()
         self._unchecked += len(batch)

@@ -1,8 +1,9 @@
-"""The simulator's ASGI app: LongCat's two endpoints, with injectable failures.
+"""The simulator's ASGI app: LongCat's endpoints, with injectable failures.
 
-Routes: ``POST /openai/v1/chat/completions``, ``POST /anthropic/v1/messages``,
-``GET /openai/v1/models``. Failures are chosen per request with the ``x-simulate-*`` headers
-described in :mod:`monitor.simulator.faults`.
+Routes: ``POST /openai/v1/chat/completions``, ``POST /openai/v1/responses`` (the Responses API),
+``POST /anthropic/v1/messages``, ``GET /openai/v1/models``. Failures are chosen per request with
+the ``x-simulate-*`` headers described in :mod:`monitor.simulator.faults`; with
+``SimulatorOptions.key_token_budget`` a key that has spent its budget is refused with 402.
 
 >>> from starlette.testclient import TestClient  # doctest: +SKIP
 >>> TestClient(create_app()).post("/openai/v1/chat/completions", ...)  # doctest: +SKIP
@@ -53,6 +54,13 @@ from monitor.simulator.responses import (
     plan_completion,
     stream_error_event,
 )
+from monitor.simulator.responses_api import (
+    RESPONSES_STREAM_FAULTS,
+    plan_response,
+    response_body,
+    response_fault_event,
+    response_stream,
+)
 
 DEFAULT_LATENCY_MS = 2.0
 DEFAULT_CHUNK_INTERVAL_MS = 1.0
@@ -77,6 +85,9 @@ class SimulatorOptions:
     """Prompts estimated above this are refused with ``context_length_exceeded``."""
     deterministic: bool = False
     """Fixed response ids and timestamps, so identical requests get byte-identical bodies."""
+    key_token_budget: int | None = None
+    """Tokens each key may spend (its quota and balance together); once spent, every call of
+    that key is refused with 402 ``insufficient_quota``. ``None``: no limit."""
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "chunk_interval_ms", "hang_seconds"):
@@ -86,6 +97,8 @@ class SimulatorOptions:
             raise ValueError("SimulatorOptions.words_per_chunk must be at least 1")
         if self.max_context_tokens < 1:
             raise ValueError("SimulatorOptions.max_context_tokens must be at least 1")
+        if self.key_token_budget is not None and self.key_token_budget < 0:
+            raise ValueError("SimulatorOptions.key_token_budget must not be negative")
 
 
 class StreamCut(Exception):
@@ -96,12 +109,16 @@ def create_app(options: SimulatorOptions | None = None) -> Starlette:
     """The simulator as a Starlette app (serve it with uvicorn, or see ``RunningSimulator``)."""
     opts = options or SimulatorOptions()
     quiet_about(StreamCut)
+    spent: dict[str, int] = {}  # tokens billed per key (only with a key_token_budget)
 
     async def chat_completions(request: Request) -> Response:
-        return await _handle(request, Api.OPENAI, opts)
+        return await _handle(request, Api.OPENAI, opts, spent)
+
+    async def responses(request: Request) -> Response:
+        return await _handle(request, Api.OPENAI, opts, spent, responses_api=True)
 
     async def messages(request: Request) -> Response:
-        return await _handle(request, Api.ANTHROPIC, opts)
+        return await _handle(request, Api.ANTHROPIC, opts, spent)
 
     async def models(request: Request) -> Response:
         request_id = _new_request_id()
@@ -125,17 +142,28 @@ def create_app(options: SimulatorOptions | None = None) -> Starlette:
 
     routes = [
         Route("/openai/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/openai/v1/responses", responses, methods=["POST"]),
         Route("/anthropic/v1/messages", messages, methods=["POST"]),
         Route("/openai/v1/models", models, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error})
 
 
-async def _handle(request: Request, api: Api, opts: SimulatorOptions) -> Response:
+async def _handle(
+    request: Request,
+    api: Api,
+    opts: SimulatorOptions,
+    spent: dict[str, int],
+    *,
+    responses_api: bool = False,
+) -> Response:
     request_id = _new_request_id()
     denied = _check_auth(request, api)
     if denied is not None:
         return _error_response(api, denied, request_id, None)
+    key = _key_of(request, api)
+    if opts.key_token_budget is not None and spent.get(key, 0) >= opts.key_token_budget:
+        return _error_response(api, fault_reply(api, Fault.QUOTA_EXHAUSTED), request_id, None)
 
     try:
         sim = parse_simulation(request.headers)
@@ -147,7 +175,10 @@ async def _handle(request: Request, api: Api, opts: SimulatorOptions) -> Respons
         payload = await request.json()
         if not isinstance(payload, dict):
             raise RequestBodyError("the request body must be a JSON object")
-        plan = plan_completion(api, payload, cached_tokens=sim.cached_tokens)
+        if responses_api:
+            plan = plan_response(payload, cached_tokens=sim.cached_tokens)
+        else:
+            plan = plan_completion(api, payload, cached_tokens=sim.cached_tokens)
     except (RequestBodyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         reply = error_reply(api, 400, "invalid_request_error", str(exc))
         return _error_response(api, reply, request_id, sim)
@@ -174,32 +205,58 @@ async def _handle(request: Request, api: Api, opts: SimulatorOptions) -> Respons
         return _error_response(api, reply, request_id, sim)
 
     with_usage = fault is not Fault.NO_USAGE
-    response_id = _response_id(api, opts)
+    response_id = _response_id(api, opts, responses_api)
+    if opts.key_token_budget is not None:
+        spent[key] = spent.get(key, 0) + plan.prompt_tokens + plan.completion_tokens
     if not plan.stream:
         await _sleep_unless_disconnected(request, sim.delay_ms / 1000)
-        body = (
-            openai_completion_body(
-                plan, completion_id=response_id, created=_created(opts), with_usage=with_usage
+        created = _created(opts)
+        if responses_api:
+            body = response_body(
+                plan, response_id=response_id, created=created, with_usage=with_usage
             )
-            if api is Api.OPENAI
-            else anthropic_message_body(plan, message_id=response_id, with_usage=with_usage)
-        )
+        elif api is Api.OPENAI:
+            body = openai_completion_body(
+                plan, completion_id=response_id, created=created, with_usage=with_usage
+            )
+        else:
+            body = anthropic_message_body(plan, message_id=response_id, with_usage=with_usage)
         return _json_response(body, 200, api, request_id, sim)
 
-    events = _stream_plan(api, plan, response_id, opts, with_usage=with_usage)
+    events = _stream_plan(api, plan, response_id, opts, with_usage, responses_api)
+    failure = stream_error_event(api)
+    if responses_api and fault in RESPONSES_STREAM_FAULTS:
+        assert fault is not None
+        sequence = len(events.head) + sum(1 for e in events.body if e.content) // 2
+        failure = response_fault_event(
+            fault, plan, response_id=response_id, created=_created(opts), sequence=sequence
+        )
     headers = {_REQUEST_ID_HEADER[api]: request_id, "cache-control": "no-cache"}
     if sim.compress is not None:
         headers["content-encoding"] = sim.compress.value
     return StreamingResponse(
-        _stream_body(api, events, sim, fault, opts),
+        _stream_body(events, failure, sim, fault, opts),
         media_type="text/event-stream",
         headers=headers,
     )
 
 
 def _stream_plan(
-    api: Api, plan: Completion, response_id: str, opts: SimulatorOptions, *, with_usage: bool
+    api: Api,
+    plan: Completion,
+    response_id: str,
+    opts: SimulatorOptions,
+    with_usage: bool,
+    responses_api: bool,
 ) -> StreamPlan:
+    if responses_api:
+        return response_stream(
+            plan,
+            response_id=response_id,
+            created=_created(opts),
+            words_per_chunk=opts.words_per_chunk,
+            with_usage=with_usage,
+        )
     if api is Api.OPENAI:
         return openai_stream(
             plan,
@@ -214,7 +271,11 @@ def _stream_plan(
 
 
 async def _stream_body(
-    api: Api, events: StreamPlan, sim: Simulation, fault: Fault | None, opts: SimulatorOptions
+    events: StreamPlan,
+    failure: bytes,
+    sim: Simulation,
+    fault: Fault | None,
+    opts: SimulatorOptions,
 ) -> AsyncIterator[bytes]:
     encoder = make_encoder(sim.compress) if sim.compress is not None else None
 
@@ -231,7 +292,7 @@ async def _stream_body(
         if fault in STREAM_FAULTS and sent_content == strike_after:
             if fault is Fault.CUT_STREAM:
                 raise StreamCut("cut_stream: connection dropped mid-stream on purpose")
-            yield out(stream_error_event(api))
+            yield out(failure)
             break
         yield out(event.data)
         if event.content:
@@ -250,7 +311,8 @@ async def _sleep_unless_disconnected(request: Request, seconds: float) -> None:
             return
 
 
-def _check_auth(request: Request, api: Api) -> ErrorReply | None:
+def _key_of(request: Request, api: Api) -> str:
+    """The API key a request carries ("" for none)."""
     key = ""
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
@@ -258,6 +320,11 @@ def _check_auth(request: Request, api: Api) -> ErrorReply | None:
         key = credentials.strip()
     if not key and api is Api.ANTHROPIC:
         key = request.headers.get("x-api-key", "").strip()
+    return key
+
+
+def _check_auth(request: Request, api: Api) -> ErrorReply | None:
+    key = _key_of(request, api)
     if not key:
         message = (
             "Missing API key: send it as 'Authorization: Bearer <key>'."
@@ -307,7 +374,9 @@ def _created(opts: SimulatorOptions) -> int:
     return FIXED_CREATED if opts.deterministic else int(time.time())
 
 
-def _response_id(api: Api, opts: SimulatorOptions) -> str:
+def _response_id(api: Api, opts: SimulatorOptions, responses_api: bool = False) -> str:
+    if responses_api:
+        return "resp_fixed" if opts.deterministic else f"resp_{uuid.uuid4().hex}"
     if opts.deterministic:
         return "chatcmpl-fixed" if api is Api.OPENAI else "msg_fixed"
     if api is Api.OPENAI:

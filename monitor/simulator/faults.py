@@ -34,16 +34,28 @@ Fault names (:class:`Fault`)
 ``not_found``          404, ``not_found_error``
 ``server_error``       500, ``server_error`` / Anthropic ``api_error``
 ``overloaded``         Anthropic 529 ``overloaded_error``; OpenAI style 503
+``quota_exhausted``    402, ``insufficient_quota`` (Anthropic ``billing_error``): the token quota or
+                       the balance is spent (also answered, without this header, once a key has
+                       spent ``SimulatorOptions.key_token_budget``)
+``insufficient_quota`` 403, ``permission_error`` with code ``insufficient_quota``: the key's quota
+``bad_gateway``        502, ``server_error`` / ``bad_gateway``
+``service_unavailable`` 503, ``server_error`` / ``service_unavailable``
 ``cut_stream``         a stream that sends some content, then drops the connection with no end
                        marker (the client sees an incomplete chunked body)
-``stream_error``       a stream that sends some content, then an in-band error event
+``stream_error``       a stream that sends some content, then an in-band error event (the
+                       Responses API: an ``error`` event)
+``response_failed``    a Responses API stream that sends some content, then ``response.failed``
+``response_incomplete`` a Responses API stream that sends some content, then
+                       ``response.incomplete`` (reason ``content_filter``); on the other
+                       endpoints both behave as ``stream_error``
 ``slow_first_token``   first event delayed by ``x-simulate-delay-ms`` (default 1500 ms)
 ``no_usage``           no usage anywhere: no usage chunk even when ``include_usage`` was asked, no
                        ``usage`` in Anthropic events or in non-streamed bodies
 ``hang``               the server sends nothing for up to 30 s (to exercise client timeouts)
 
-``cut_stream`` and ``stream_error`` only differ from success on streamed calls; on a non-streamed
-call they behave like ``server_error``. Invalid header values are answered with a 400.
+``cut_stream``, ``stream_error`` and the ``response_*`` faults only differ from success on streamed
+calls; on a non-streamed call they behave like ``server_error``. Invalid header values are
+answered with a 400.
 """
 
 from __future__ import annotations
@@ -75,8 +87,14 @@ class Fault(enum.StrEnum):
     NOT_FOUND = "not_found"
     SERVER_ERROR = "server_error"
     OVERLOADED = "overloaded"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    INSUFFICIENT_QUOTA = "insufficient_quota"
+    BAD_GATEWAY = "bad_gateway"
+    SERVICE_UNAVAILABLE = "service_unavailable"
     CUT_STREAM = "cut_stream"
     STREAM_ERROR = "stream_error"
+    RESPONSE_FAILED = "response_failed"
+    RESPONSE_INCOMPLETE = "response_incomplete"
     SLOW_FIRST_TOKEN = "slow_first_token"
     NO_USAGE = "no_usage"
     HANG = "hang"
@@ -93,10 +111,16 @@ STATUS_FAULTS = frozenset(
         Fault.NOT_FOUND,
         Fault.SERVER_ERROR,
         Fault.OVERLOADED,
+        Fault.QUOTA_EXHAUSTED,
+        Fault.INSUFFICIENT_QUOTA,
+        Fault.BAD_GATEWAY,
+        Fault.SERVICE_UNAVAILABLE,
     }
 )
 #: Faults that only show in a stream.
-STREAM_FAULTS = frozenset({Fault.CUT_STREAM, Fault.STREAM_ERROR})
+STREAM_FAULTS = frozenset(
+    {Fault.CUT_STREAM, Fault.STREAM_ERROR, Fault.RESPONSE_FAILED, Fault.RESPONSE_INCOMPLETE}
+)
 
 
 class Compression(enum.StrEnum):

@@ -45,6 +45,7 @@ KNOWN_MODELS = (
     "LongCat-Flash-Thinking",
     "LongCat-Flash-Lite",
     "LongCat-2.0",
+    "LongCat-2.5-Preview",
 )
 
 _LOREM = (
@@ -103,6 +104,15 @@ def is_thinking_model(model: str) -> bool:
     return "thinking" in model.lower()
 
 
+def thinking_enabled(body: Mapping[str, Any]) -> bool | None:
+    """What the request's ``thinking: {"type": "enabled"|"disabled"}`` switch says (None: no
+    switch, the model's own default)."""
+    thinking = body.get("thinking")
+    if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "disabled"):
+        return bool(thinking["type"] == "enabled")
+    return None
+
+
 def estimate_input_tokens(api: Api, body: Mapping[str, Any]) -> int:
     """About four characters a token, plus a few tokens per message."""
     messages = body.get("messages")
@@ -151,9 +161,10 @@ def plan_completion(
     seed = hashlib.sha256(json.dumps(seeded, sort_keys=True, default=str).encode()).digest()
     rng = random.Random(seed)
     n_words = rng.randint(MIN_OUTPUT_WORDS, MAX_OUTPUT_WORDS)
-    n_reasoning = (
-        rng.randint(MIN_REASONING_TOKENS, MAX_REASONING_TOKENS) if is_thinking_model(model) else 0
-    )
+    thinks = thinking_enabled(body)
+    if thinks is None:
+        thinks = is_thinking_model(model)
+    n_reasoning = rng.randint(MIN_REASONING_TOKENS, MAX_REASONING_TOKENS) if thinks else 0
     truncated = False
     if cap is not None and n_words + n_reasoning > cap:
         truncated = True
@@ -453,6 +464,21 @@ _FAULT_ERRORS: dict[Fault, _ErrorKind] = {
     ),
     Fault.OVERLOADED: _ErrorKind(
         503, "server_error", "service_unavailable", "overloaded_error", "Overloaded",
+    ),
+    Fault.QUOTA_EXHAUSTED: _ErrorKind(
+        402, "insufficient_quota", "insufficient_quota", "billing_error",
+        "Insufficient token quota or balance: the daily quota is used up and the balance is empty.",
+    ),
+    Fault.INSUFFICIENT_QUOTA: _ErrorKind(
+        403, "permission_error", "insufficient_quota", "permission_error",
+        "This API key has exhausted its quota.",
+    ),
+    Fault.BAD_GATEWAY: _ErrorKind(
+        502, "server_error", "bad_gateway", "api_error", "Bad gateway.",
+    ),
+    Fault.SERVICE_UNAVAILABLE: _ErrorKind(
+        503, "server_error", "service_unavailable", "api_error",
+        "The service is temporarily unavailable.",
     ),
 }
 

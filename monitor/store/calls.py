@@ -30,11 +30,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
-from monitor.records import CallRecord
+from monitor.records import UNSTORED_FIELDS, CallRecord
 from monitor.store.models import ERROR_MESSAGE_CHARS, KEY_HINT_CHARS
 
-#: The CallRecord fields, in order; each is a column of ``api_calls`` of the same name.
-RECORD_FIELDS: Final = tuple(f.name for f in dataclasses.fields(CallRecord))
+#: The stored CallRecord fields, in order; each is a column of ``api_calls`` of the same name.
+RECORD_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(CallRecord) if f.name not in UNSTORED_FIELDS
+)
 #: The fields ``driver_rows`` converts on the way, and the ones it passes as they are.
 _CONVERTED: Final = ("started_at", "labels", "error_message", "key_hint", "stream")
 _AS_THEY_ARE: Final = tuple(f for f in RECORD_FIELDS if f not in _CONVERTED)

@@ -8,16 +8,19 @@ brought to head on first use. Postgres is shared by a team: its schema is only e
 from __future__ import annotations
 
 import importlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
 import filelock
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -48,6 +51,25 @@ class DatabaseUnavailableError(StoreError):
 
 class SchemaNotCurrentError(StoreError):
     """The database's schema is not the one this version of the monitor expects."""
+
+
+class DataRefusedError(StoreError):
+    """The database refused the values of a write, not for being down: the same values will be
+    refused again, so they must not be retried as they are."""
+
+
+#: What a write raises for the values it was given (a NUL or a lone surrogate in a string, a
+#: number out of range, a missing required value), as opposed to the database being unreachable,
+#: locked or out of date (``OperationalError``, ``InterfaceError``, :class:`StoreError`).
+DATA_ERRORS: Final = (
+    sa_exc.DataError,
+    sa_exc.IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    ValueError,
+    TypeError,
+    OverflowError,
+)
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -116,6 +138,7 @@ def _make_sqlite_engine(url: URL, **options: Any) -> Engine:
     def _make_folder(*_: Any) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -131,6 +154,16 @@ def _make_sqlite_engine(url: URL, **options: Any) -> Engine:
             cursor.close()
 
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only (SQLite gives its WAL and
+    shared-memory files the database file's permissions); an existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def defer_sqlite_checkpoints(engine: Engine, pages: int = SQLITE_WRITER_WAL_PAGES) -> None:

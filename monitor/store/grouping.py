@@ -19,9 +19,19 @@ from sqlalchemy import Connection, bindparam
 from monitor.ledger.histogram import BUCKETS, BUCKETS_PER_E, LAST
 from monitor.ledger.totals import Totals
 from monitor.records import UNBILLED_ERROR_TYPES
-from monitor.store.models import UTCDateTime
+from monitor.store.models import ROLLUP_KEY_CHARS, UTCDateTime
 
-__all__ = ["bin_sql", "bind_params", "calls_window", "grouped_calls_sql", "instant", "totals_of"]
+__all__ = [
+    "BILLED",
+    "BILLED_TOKENS",
+    "bin_sql",
+    "bind_params",
+    "calls_window",
+    "grouped_calls_sql",
+    "instant",
+    "split_sql",
+    "totals_of",
+]
 
 
 def bin_sql(conn: Connection, column: str, width: timedelta) -> str:
@@ -87,10 +97,35 @@ def bind_params(
 
 #: Error classes whose calls are not billed, as an SQL list (constants of the project).
 _UNBILLED_SQL: Final = ", ".join(f"'{name}'" for name in sorted(UNBILLED_ERROR_TYPES))
-_BILLED: Final = f"(error_type IS NULL OR error_type NOT IN ({_UNBILLED_SQL}))"
+#: SQL: the call is billed (its tokens count toward the quota).
+BILLED: Final = f"(error_type IS NULL OR error_type NOT IN ({_UNBILLED_SQL}))"
+#: SQL: a call's billed tokens, as :func:`monitor.ledger.totals.billed_tokens` (if billed).
+BILLED_TOKENS: Final = (
+    "coalesce(total_tokens, coalesce(input_tokens, 0) + coalesce(output_tokens, 0))"
+)
 #: ``GROUPING(error_type, lb, tb)`` of the three grouping sets below.
 _FIGURES_PART, _LATENCY_PART, _TTFT_PART = 3, 5, 6
 _TOKENS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens")
+#: Token sums of the grouped rows, after the ``_TOKENS``: the billed tokens and the input split
+#: as it is priced, named as their columns.
+_SUMS: Final = {
+    "tokens": "total_tokens",
+    "uncached_input": "uncached_input_tokens",
+    "cached_input": "cached_input_tokens",
+}
+
+
+def split_sql(conn: Connection) -> str:
+    """SQL for a call's uncached and cached input, the rule of
+    :func:`monitor.ledger.prices.split_tokens`: Anthropic's input excludes the cache (cache
+    creation is uncached input), every other API's input includes the cached tokens."""
+    least = "least" if conn.dialect.name == "postgresql" else "min"
+    inputs, read = "coalesce(input_tokens, 0)", "coalesce(cache_read_tokens, 0)"
+    cached = f"CASE WHEN api = 'anthropic' THEN {read} ELSE {least}({read}, {inputs}) END"
+    return (
+        f"CASE WHEN api = 'anthropic' THEN {inputs} + coalesce(cache_write_tokens, 0) "
+        f"ELSE {inputs} - {least}({read}, {inputs}) END AS uncached_input, {cached} AS cached_input"
+    )
 
 
 def grouped_calls_sql(
@@ -107,14 +142,15 @@ def grouped_calls_sql(
     postgres = conn.dialect.name == "postgresql"
     binned = f"{bin_sql(conn, 'started_at', bin_width)} AS bin, " if bin_width is not None else ""
     calls = (
-        f"SELECT key_id, {binned}coalesce(model, '') AS model, stream, error_type, "
-        f"{', '.join(_TOKENS)}, coalesce(total_tokens, "
-        "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS tokens, "
-        f"latency_ms, ttft_ms, {_bucket(conn, 'latency_ms')} AS lb, "
+        f"SELECT key_id, {binned}substr(coalesce(model, ''), 1, {ROLLUP_KEY_CHARS}) AS model, "
+        "stream, error_type, "
+        f"{', '.join(_TOKENS)}, {BILLED_TOKENS} AS tokens, "
+        f"{split_sql(conn)}, latency_ms, ttft_ms, {_bucket(conn, 'latency_ms')} AS lb, "
         f"{_bucket(conn, 'ttft_ms')} AS tb FROM api_calls WHERE {window}"
     )
     keys = ", ".join(groups)
-    sums = ", ".join(f"sum({name}) AS {name}" for name in (*_TOKENS, "tokens"))
+    summed = (*_TOKENS, *_SUMS)
+    sums = ", ".join(f"sum({name}) AS {name}" for name in summed)
     extremes = (
         "min(latency_ms) AS latency_min, max(latency_ms) AS latency_max, "
         "min(ttft_ms) AS ttft_min, max(ttft_ms) AS ttft_max"
@@ -129,7 +165,7 @@ def grouped_calls_sql(
             f"{extremes} FROM calls GROUP BY {keys}, error_type, lb, tb"
         )
         resummed = ", ".join(
-            f"sum(CAST({name} AS DOUBLE PRECISION)) AS {name}" for name in (*_TOKENS, "tokens")
+            f"sum(CAST({name} AS DOUBLE PRECISION)) AS {name}" for name in summed
         )
         grouped = (
             f"SELECT {keys}, error_type, lb, tb, GROUPING(error_type, lb, tb) AS part, "
@@ -140,7 +176,7 @@ def grouped_calls_sql(
         )
         as_object, as_key = "jsonb_object_agg", "{}"
     else:
-        nothing = ", ".join(f"NULL AS {name}" for name in (*_TOKENS, "tokens"))
+        nothing = ", ".join(f"NULL AS {name}" for name in summed)
         no_extremes = "NULL AS latency_min, NULL AS latency_max, NULL AS ttft_min, NULL AS ttft_max"
         grouped = (
             f"SELECT {keys}, error_type, NULL AS lb, NULL AS tb, {_FIGURES_PART} AS part, "
@@ -153,9 +189,9 @@ def grouped_calls_sql(
         as_object, as_key = "json_group_object", "CAST({} AS TEXT)"
     figures = f"part = {_FIGURES_PART}"
     billed = ", ".join(
-        f"CAST(coalesce(sum({name}) FILTER (WHERE {figures} AND {_BILLED}), 0) AS BIGINT) AS "
-        f"{'total_tokens' if name == 'tokens' else name}"
-        for name in (*_TOKENS, "tokens")
+        f"CAST(coalesce(sum({name}) FILTER (WHERE {figures} AND {BILLED}), 0) AS BIGINT) AS "
+        f"{_SUMS.get(name, name)}"
+        for name in summed
     )
     failed = f"{figures} AND error_type IS NOT NULL"
     return (
@@ -188,8 +224,8 @@ def _dense(counts: Any) -> list[int]:
 
 def totals_of(row: Sequence[Any]) -> Totals:
     """A :class:`Totals` from the figures of a :func:`grouped_calls_sql` row (after its groups)."""
-    requests, errors, by_class, input_, output, cache, reasoning, total = row[:8]
-    low_latency, high_latency, low_ttft, high_ttft, latency, ttft = row[8:]
+    requests, errors, by_class, input_, output, cache, reasoning, total, uncached, cached = row[:10]
+    low_latency, high_latency, low_ttft, high_ttft, latency, ttft = row[10:]
     return Totals(
         requests=int(requests),
         errors=int(errors),
@@ -199,6 +235,8 @@ def totals_of(row: Sequence[Any]) -> Totals:
         cache_read_tokens=int(cache),
         reasoning_tokens=int(reasoning),
         total_tokens=int(total),
+        uncached_input_tokens=int(uncached),
+        cached_input_tokens=int(cached),
         latency_min_ms=low_latency,
         latency_max_ms=high_latency,
         ttft_min_ms=low_ttft,

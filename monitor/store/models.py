@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -37,6 +38,10 @@ ERROR_MESSAGE_CHARS: Final = 500
 #: Longest ``alert_ledger.last_error`` kept.
 LAST_ERROR_CHARS: Final = 500
 KEY_HINT_CHARS: Final = 8
+#: The most characters of a model, endpoint or label name a rollup or summary row keys on: a
+#: value of ``api_calls`` stored longer (by an older version) is cut, so no primary key grows
+#: past Postgres's btree row limit (2,704 bytes).
+ROLLUP_KEY_CHARS: Final = 200
 EVENT_ID_CHARS: Final = 32
 
 
@@ -148,6 +153,7 @@ class ApiCall(Base):
     usage_source: Mapped[str] = mapped_column(String())
     attempt: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String())
+    client: Mapped[str | None] = mapped_column(String())
     labels: Mapped[dict[str, str]] = mapped_column(Labels)
     source: Mapped[str] = mapped_column(String())
     host: Mapped[str | None] = mapped_column(String())
@@ -169,6 +175,10 @@ class Key(Base):
     hint: Mapped[str] = mapped_column(String(KEY_HINT_CHARS))
     recipients: Mapped[list[str]] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The pool whose quota the key shares (migration 0010); ``None``: a pool of one.
+    pool: Mapped[str | None] = mapped_column(String())
+    #: The key's own notification URLs (secrets: shown masked only). Migration 0011.
+    channels: Mapped[list[str] | None] = mapped_column(JsonDoc, nullable=True)
 
 
 class KeyQuota(Base):
@@ -203,6 +213,16 @@ class DailyUsage(Base):
     ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
     ttft_p95_ms: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added later (migration 0010), set by :mod:`monitor.ledger.costing`: tokens the free quota
+    # covered, tokens paid for, their cost (nano-units of ``currency``), and the paid tokens of
+    # models with no price (cost unknown).
+    uncached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    free_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    paid_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unpriced_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    currency: Mapped[str | None] = mapped_column(String(3))
 
 
 #: The histogram columns of ``hourly_usage`` (migration 0005): counts per bucket of
@@ -228,6 +248,8 @@ SUMMED_FIGURES: Final = (
     "cache_read_tokens",
     "reasoning_tokens",
     "total_tokens",
+    "uncached_input_tokens",
+    "cached_input_tokens",
 )
 
 
@@ -241,6 +263,9 @@ class SummedFigures:
     cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
     total_tokens: Mapped[int] = mapped_column(BigInteger)
+    # Added later (migration 0010): the billed input as priced (:mod:`monitor.ledger.prices`).
+    uncached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class HourlyUsage(SummedFigures, Base):
@@ -272,6 +297,10 @@ class HourlyUsage(SummedFigures, Base):
     ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
     ttft_p95_ms: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added later (migration 0010): as in ``daily_usage``, for this hour's group.
+    free_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unpriced_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class UsageSlice(SummedFigures, Base):
@@ -368,16 +397,16 @@ class RollupState(Base):
 
 
 class AlertLedger(Base):
-    """One alert decided for a key: claimed before it is sent, then sent, retried or skipped.
+    """One alert decided for a key, with what it says; delivered once per channel.
 
     Unique per ``(key_id, day, rule, threshold)``, so however many processes decide the same
-    alert, one row (and one e-mail) results. Statuses: :mod:`monitor.store.alerts`.
+    alert, one row results. Its deliveries are :class:`AlertDelivery` rows. Statuses:
+    :mod:`monitor.store.alerts`.
     """
 
     __tablename__ = "alert_ledger"
     __table_args__ = (
         UniqueConstraint("key_id", "day", "rule", "threshold"),
-        Index("ix_alert_ledger_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_alert_ledger_created_at", "created_at"),
     )
 
@@ -387,12 +416,37 @@ class AlertLedger(Base):
     rule: Mapped[str] = mapped_column(String(32))
     threshold: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String())
     forecast_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     recipients: Mapped[list[str]] = mapped_column(JsonDoc)
     subject: Mapped[str] = mapped_column(String())
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
+    document: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertDelivery(Base):
+    """One alert to one channel: claimed before it is sent, then sent, retried or failed.
+
+    Unique per ``(alert_id, channel)``. ``target`` is the channel's URL masked (never a secret).
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel"),
+        Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("alert_ledger.id", ondelete="CASCADE")
+    )
+    channel: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String())
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String())
@@ -401,3 +455,85 @@ class AlertLedger(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(LAST_ERROR_CHARS))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AlertSilence(Base):
+    """A silence: alerts of ``rule`` (``all``: every rule), for one key or all, until ``ends_at``.
+
+    Silenced alerts are still decided and recorded, with the status ``silenced``.
+    """
+
+    __tablename__ = "alert_silences"
+    __table_args__ = (Index("ix_alert_silences_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str | None] = mapped_column(String())
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(String())
+
+
+# --- Prices, pools and what was bought (migration 0010_cost) ------------------------------------
+
+
+class Price(Base):
+    """A deployment's price of ``model`` in ``currency`` from quota day ``effective_from`` on,
+    in nano-units per token (:mod:`monitor.ledger.prices`); added to the published table."""
+
+    __tablename__ = "prices"
+
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    uncached_input_nanos: Mapped[int] = mapped_column(BigInteger)
+    cached_input_nanos: Mapped[int] = mapped_column(BigInteger)
+    output_nanos: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Pool(Base):
+    """Keys sharing one free daily quota; ``budget_nanos``: its daily spending budget, if any."""
+
+    __tablename__ = "pools"
+
+    name: Mapped[str] = mapped_column(String(), primary_key=True)
+    budget_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PoolQuota(Base):
+    """One dated quota of a pool, as :class:`KeyQuota` is for a key."""
+
+    __tablename__ = "pool_quotas"
+
+    pool: Mapped[str] = mapped_column(String(), primary_key=True)
+    effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    quota: Mapped[int] = mapped_column(BigInteger)
+
+
+class TopUp(Base):
+    """Money added to the account's prepaid balance on quota day ``day``."""
+
+    __tablename__ = "top_ups"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date)
+    amount_nanos: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TokenPack(Base):
+    """Tokens bought on ``bought``, usable until the end of quota day ``expires``; for one pool
+    (or key name) or, with ``pool`` ``None``, for the whole account."""
+
+    __tablename__ = "token_packs"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    bought: Mapped[date] = mapped_column(Date)
+    expires: Mapped[date] = mapped_column(Date)
+    pool: Mapped[str | None] = mapped_column(String())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -48,6 +48,7 @@ from sqlalchemy import cast as sql_cast
 from monitor.store.dialect import dialect_insert
 from monitor.store.models import (
     NO_LABELS,
+    ROLLUP_KEY_CHARS,
     SUMMED_FIGURES,
     WEIGHTED_PERCENTILES,
     ApiCall,
@@ -206,9 +207,14 @@ def _note_seen(conn: Connection, window: Sequence[ColumnElement[bool]]) -> None:
     )
     # Read first, then write the few values found: Postgres scans in parallel for a SELECT,
     # never for an INSERT … SELECT (a first rollup reads every call here).
+    latest_of: dict[tuple[str, str], datetime] = {}
+    for kind, value, last_seen in conn.execute(union_all(endpoints, labels)):
+        entry = (kind, value[:ROLLUP_KEY_CHARS])  # two long values may share their start
+        if entry not in latest_of or last_seen > latest_of[entry]:
+            latest_of[entry] = last_seen
     seen = [
         {"kind": kind, "value": value, "last_seen": last_seen}
-        for kind, value, last_seen in conn.execute(union_all(endpoints, labels))
+        for (kind, value), last_seen in latest_of.items()
     ]
     if not seen:
         return

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from monitor.alerts.rules import (
+    ALL_RULES,
     RULE_AUTH_BURST,
+    RULE_BURN_RATE,
     RULE_DIGEST,
     RULE_ERROR_RATE,
-    RULE_FORECAST,
+    RULE_LATENCY,
     RULE_QUOTA,
+    RULE_QUOTA_REFUSED,
     Decision,
     ErrorPolicy,
     ErrorWindowCounts,
     KeyState,
+    LatencyWindow,
     PriorAlert,
+    Silence,
     digest_due,
     error_alerts,
     forecast_alert,
+    latency_alert,
     quota_alerts,
+    silenced_by,
     window_start,
 )
 from monitor.ledger.quota_day import day_start, next_reset, quota_day
@@ -38,7 +46,9 @@ def state(used: int, day: date = DAY, quota: int = QUOTA) -> KeyState:
 
 def record(decisions: list[Decision], ledger: list[PriorAlert]) -> list[PriorAlert]:
     """What the ledger holds after writing ``decisions`` (every decision becomes a row)."""
-    return ledger + [PriorAlert(d.rule, d.threshold, d.day, d.forecast_at) for d in decisions]
+    return ledger + [
+        PriorAlert(d.rule, d.threshold, d.day, d.forecast_at, notified=d.send) for d in decisions
+    ]
 
 
 def sent(decisions: list[Decision]) -> list[int]:
@@ -113,7 +123,7 @@ RESET = next_reset(datetime(2026, 3, 10, 12, tzinfo=SHANGHAI), SHANGHAI)
 def test_forecast_before_reset_is_sent_once() -> None:
     at = RESET - timedelta(hours=3)
     first = forecast_alert(state(300_000), at, RESET, [])
-    assert first == Decision(RULE_FORECAST, 1, DAY, forecast_at=at)
+    assert first == Decision(RULE_BURN_RATE, 1, DAY, forecast_at=at)
     ledger = record([first], [])
     assert forecast_alert(state(310_000), at - timedelta(minutes=59), RESET, ledger) is None
 
@@ -139,7 +149,7 @@ def test_forecast_much_earlier_is_sent_again() -> None:
 
 
 def test_forecast_on_a_new_day_starts_over() -> None:
-    ledger = [PriorAlert(RULE_FORECAST, 1, DAY, RESET - timedelta(hours=1))]
+    ledger = [PriorAlert(RULE_BURN_RATE, 1, DAY, RESET - timedelta(hours=1))]
     next_day = date(2026, 3, 11)
     decision = forecast_alert(
         state(300_000, next_day), RESET + timedelta(hours=20), RESET + timedelta(days=1), ledger
@@ -163,10 +173,6 @@ def test_error_rate_needs_share_and_minimum_calls() -> None:
     decisions = error_alerts(window(100, 20), DAY, START, [])
     assert decisions == [Decision(RULE_ERROR_RATE, 600, DAY)]
     assert error_alerts(window(100, 50), DAY, START, record(decisions, [])) == []
-    # The next window is a new alert.
-    assert error_alerts(window(100, 50, minute=615), DAY, START, record(decisions, [])) == [
-        Decision(RULE_ERROR_RATE, 615, DAY)
-    ]
 
 
 def test_auth_burst() -> None:
@@ -174,6 +180,18 @@ def test_auth_burst() -> None:
     decisions = error_alerts(window(5, 0, unauthorized=5), DAY, START, [])
     assert decisions == [Decision(RULE_AUTH_BURST, 600, DAY)]
     assert error_alerts(window(9, 0, unauthorized=9), DAY, START, record(decisions, [])) == []
+
+
+def test_quota_refused_burst() -> None:
+    begin = START + timedelta(minutes=600)
+
+    def refused(n: int) -> ErrorWindowCounts:
+        return ErrorWindowCounts("k_1", begin, begin + timedelta(minutes=15), n, 0, 0, n)
+
+    assert error_alerts(refused(2), DAY, START, []) == []
+    decisions = error_alerts(refused(3), DAY, START, [])
+    assert decisions == [Decision(RULE_QUOTA_REFUSED, 600, DAY)]
+    assert error_alerts(refused(30), DAY, START, record(decisions, [])) == []
 
 
 def test_window_start_is_aligned_to_the_quota_day() -> None:
@@ -203,3 +221,70 @@ def test_digest_after_reset_once_per_key() -> None:
     assert digest_due(DAY, today_start, late, 10, True, record([decision], [])) is None
     assert digest_due(DAY, today_start, late, 0, True, []) is None
     assert digest_due(DAY, today_start, late, 10, False, []) is None
+
+
+# -- incidents: start, reminder, recovery ------------------------------------------------------
+
+
+def test_incident_sends_at_start_reminds_after_the_repeat_and_recovers_once() -> None:
+    held: list[PriorAlert] = []
+    sent_at: list[tuple[str, int]] = []
+    # Firing from 10:00 to 11:45 (quota-day minutes 600…705), quiet from 12:00.
+    for minute in range(600, 750, 15):
+        bad = minute < 720
+        before = window(100, 50 if minute - 15 < 720 and minute > 600 else 0, minute=minute - 15)
+        decisions = error_alerts(
+            window(100, 50 if bad else 0, minute=minute), DAY, START, held,
+            previous=before if minute > 600 else None, repeat=timedelta(minutes=60),
+        )  # fmt: skip
+        held = record(decisions, held)
+        sent_at += [(d.rule, d.threshold) for d in decisions if d.send]
+    assert sent_at == [
+        (RULE_ERROR_RATE, 600),  # the start
+        (RULE_ERROR_RATE, 660),  # one reminder an hour later
+        ("error_rate_recovered", 705),  # the last firing window was 11:45
+    ]
+    skipped = [p.threshold for p in held if not p.notified]
+    assert skipped == [615, 630, 645, 675, 690, 705]
+
+
+def test_a_new_incident_after_a_recovery_starts_again() -> None:
+    held = [
+        PriorAlert(RULE_AUTH_BURST, 600, DAY),
+        PriorAlert("auth_burst_recovered", 600, DAY),
+    ]
+    assert error_alerts(window(5, 0, unauthorized=5, minute=660), DAY, START, held) == [
+        Decision(RULE_AUTH_BURST, 660, DAY)
+    ]
+
+
+def test_no_recovery_while_the_window_before_still_fired() -> None:
+    held = [PriorAlert(RULE_ERROR_RATE, 600, DAY)]
+    quiet_now = window(100, 0, minute=615)
+    assert error_alerts(quiet_now, DAY, START, held, previous=window(100, 50, minute=600)) == []
+
+
+def test_latency_incident_per_model() -> None:
+    begin = START + timedelta(minutes=600)
+    slow = LatencyWindow("LongCat-2.0", begin, begin + timedelta(minutes=15), 100, 6, 2000.0)
+    assert slow.firing and not replace(slow, over=5).firing  # p95 over: more than 5 % slower
+    assert not replace(slow, calls=9, over=9).firing  # too few calls to judge
+    first = latency_alert(RULE_LATENCY, slow, DAY, START, [])
+    assert first == Decision(RULE_LATENCY, 600, DAY)
+    later = replace(slow, start=begin + timedelta(minutes=15), over=0)
+    assert latency_alert(RULE_LATENCY, later, DAY, START, record([first], [])) == Decision(
+        "latency_recovered", 600, DAY
+    )
+
+
+def test_silence_covers_its_rule_key_and_time() -> None:
+    t = START + timedelta(hours=10)
+    s = Silence(1, RULE_ERROR_RATE, "k_1", t, t + timedelta(hours=4))
+    assert s.covers(RULE_ERROR_RATE, "k_1", t + timedelta(hours=1))
+    assert s.covers("error_rate_recovered", "k_1", t + timedelta(hours=1))
+    assert not s.covers(RULE_ERROR_RATE, "k_2", t + timedelta(hours=1))
+    assert not s.covers(RULE_QUOTA, "k_1", t + timedelta(hours=1))
+    assert not s.covers(RULE_ERROR_RATE, "k_1", t + timedelta(hours=4))
+    every = Silence(2, ALL_RULES, None, t, t + timedelta(hours=8))
+    assert silenced_by([s, every], RULE_ERROR_RATE, "k_1", t) == every
+    assert silenced_by([s], RULE_QUOTA, "k_1", t) is None

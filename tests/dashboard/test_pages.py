@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from http_receiver import running_receiver
 from seeding import Seeded, metric
 from smtp_server import running_smtp_server
 
@@ -35,10 +36,11 @@ def test_today_shows_used_tokens_and_calls_per_key(
         expected_calls.append(seeded.count(start, end, " AND key_id = :k", k=key.key_id))
     assert used == expected_used
     assert calls == expected_calls
-    # The reports key (40,000 tokens a day) has burned most of its quota: the bar says how much.
+    # The reports key (40,000 tokens a day) has run past its quota: the bar says how far.
     share = 100 * seeded.billed(start, end, reports.key_id) / 40_000
     bars = [p.proto.text for p in app.get("progress")]
-    assert f"{share:.1f}% of the daily quota used" in bars
+    assert share > 100
+    assert f"{share:.1f}% of the daily quota used — quota exhausted" in bars
     assert "Beijing time (UTC+8)" in " ".join(c.value for c in app.caption)
 
 
@@ -74,12 +76,19 @@ def test_latency_page_covers_every_call(seeded: Seeded, open_app: Callable[..., 
 
 def test_alerts_page_shows_the_ledger(seeded: Seeded, open_app: Callable[..., Any]) -> None:
     app = open_app("views/alerts.py")
-    for status in ("sent", "retrying", "skipped"):
-        expected = seeded.scalar("SELECT COUNT(*) FROM alert_ledger WHERE status = :s", s=status)
+    for status in ("sent", "retrying"):
+        expected = seeded.scalar(
+            "SELECT COUNT(*) FROM alert_deliveries WHERE status = :s", s=status
+        )
         assert figure(metric(app, status)) == expected
+    skipped = seeded.scalar("SELECT COUNT(*) FROM alert_ledger WHERE status = 'skipped'")
+    assert figure(metric(app, "skipped")) == skipped
     assert figure(metric(app, "retrying")) >= 1
-    ledger = app.dataframe[-1].value
+    ledger, per_channel = app.dataframe[-2].value, app.dataframe[-1].value
     assert len(ledger) == seeded.scalar("SELECT COUNT(*) FROM alert_ledger")
+    assert len(per_channel) == seeded.scalar("SELECT COUNT(*) FROM alert_deliveries")
+    assert set(per_channel["channel"]) == {"email"}
+    assert "email: retrying" in " ".join(ledger["channels"])
     assert "50%, 80%, 90%, 100%" in " ".join(m.value for m in app.markdown)
 
 
@@ -107,7 +116,7 @@ def test_filters_carry_across_pages(seeded: Seeded, open_app: Callable[..., Any]
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("accepts", [True, False])
-def test_send_test_email_reports_the_smtp_outcome(
+def test_send_test_reports_the_smtp_outcome(
     seeded: Seeded,
     open_app: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
@@ -117,13 +126,110 @@ def test_send_test_email_reports_the_smtp_outcome(
         monkeypatch.setenv("MONITOR_SMTP_HOST", smtp.host)
         monkeypatch.setenv("MONITOR_SMTP_PORT", str(smtp.port if accepts else 1))
         app = open_app("views/alerts.py")
-        app.text_input[0].input("ops@example.com")
+        assert app.selectbox[0].options == ["email"]
+        app.selectbox[0].set_value("email")
         app.button[0].click().run()
         if accepts:
-            assert [s.value for s in app.success] == [
-                f"Accepted by {smtp.host}:{smtp.port} for ops@example.com."
-            ]
-            assert [m.subject for m in smtp.received] == ["LongCat monitor: test e-mail"]
+            assert [s.value for s in app.success] == ["Accepted by email (e-mail (SMTP))."]
+            assert [m.subject for m in smtp.received] == ["LongCat monitor: test message"]
         else:
             assert app.error and app.error[0].value.startswith("Not sent:")
             assert not smtp.received
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_channels_are_masked_and_send_test_goes_to_the_chosen_one(
+    seeded: Seeded, open_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_receiver() as chat:
+        secret = "Tq83hd02kdLwSECRETt0ken"
+        monkeypatch.setenv("MONITOR_ALERT_URLS", chat.url("json", f"/hooks/{secret}"))
+        monkeypatch.setenv("MONITOR_ROUTES", "critical=json")
+        app = open_app("views/alerts.py")
+        routes, channels = app.dataframe[0].value, app.dataframe[1].value
+        assert list(routes["channels"]) == ["json"]
+        assert list(channels["channel"]) == ["email", "json"]
+        shown = channels.to_string() + app.dataframe[-1].value.to_string()
+        assert secret not in shown and "/hooks/T...n" in shown
+        app.selectbox[0].set_value("json")
+        app.button[0].click().run()
+        [posted] = chat.received
+    assert posted.json()["title"] == "LongCat monitor: test message"
+    assert secret not in " ".join(s.value for s in app.success)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_silence_button_adds_a_silence_the_tick_then_honours(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    app = open_app("views/alerts.py")
+    rule, key, span = app.selectbox[1], app.selectbox[2], app.selectbox[3]
+    rule.set_value("error_rate")
+    key.set_value("every key")
+    span.set_value("4 hours")
+    app.button[1].click().run()
+    assert any(s.value.startswith("Silence #1: error_rate for every key") for s in app.success)
+    assert seeded.scalar("SELECT COUNT(*) FROM alert_silences WHERE rule = 'error_rate'") == 1
+
+
+def test_costs_page_shows_the_charged_cost_and_the_balance(
+    seeded: Seeded, open_app: Callable[..., Any]
+) -> None:
+    from monitor.queries import format_money
+
+    app = open_app("views/costs.py")
+    start, end = seeded.range_bounds(7)
+    cost = seeded.scalar(
+        "SELECT sum(cost_nanos) FROM hourly_usage WHERE hour >= :start AND hour < :end",
+        start=start,
+        end=end,
+    )
+    assert cost > 0  # the demo pool's quota is crossed
+    assert metric(app, "Cost in range") == format_money(cost, "USD", places=2)
+    assert metric(app, "Estimated balance").startswith("$")
+    # the nightly-reports key runs past its quota on a model with no price
+    assert any("no price" in w.value for w in app.warning)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "views/history.py",
+        "views/errors.py",
+        "views/latency.py",
+        "views/alerts.py",
+        "views/keys.py",
+        "views/costs.py",
+    ],
+)
+def test_every_table_has_a_csv_download_of_what_it_shows(
+    seeded: Seeded, open_app: Callable[..., Any], page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import pandas as pd
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, tuple[bytes, str]] = {}  # what the buttons hand over, by media file id
+    load = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self: Any, path_or_data: Any, mimetype: str, *args: Any, **kw: Any) -> str:
+        file_id = load(self, path_or_data, mimetype, *args, **kw)
+        files[file_id] = (path_or_data, mimetype)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    app = open_app(page)
+    buttons = app.get("download_button")
+    assert len(buttons) == len(app.dataframe) >= 1
+    for table, button in zip(app.dataframe, buttons, strict=True):
+        assert button.proto.label == "Download CSV"
+        content, mimetype = files[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]
+        assert mimetype == "text/csv"
+        downloaded = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
+        shown = table.value.reset_index(drop=True)
+        assert list(downloaded.columns) == list(shown.columns)
+        assert downloaded.to_dict("records") == pd.read_csv(
+            io.StringIO(shown.to_csv(index=False)), dtype=str, keep_default_na=False
+        ).to_dict("records")
+        assert len(downloaded) == len(shown)

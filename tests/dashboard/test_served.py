@@ -154,7 +154,7 @@ def test_demo_starts_and_stops_cleanly(tmp_path: Path) -> None:
                 "SELECT COUNT(*) FROM api_calls WHERE source = 'wrapper'"
             ).scalar()
             alerts = conn.exec_driver_sql(
-                "SELECT COUNT(*) FROM alert_ledger WHERE status = 'sent'"
+                "SELECT COUNT(*) FROM alert_deliveries WHERE status = 'sent'"
             ).scalar()
         engine.dispose()
         assert calls and wrapped and wrapped >= 40

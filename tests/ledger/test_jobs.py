@@ -18,11 +18,11 @@ from monitor.capture.fingerprint import key_hint, key_id
 from monitor.config import Settings, load_settings
 from monitor.ledger.jobs import JobPolicy, run_tick
 from monitor.records import CallRecord
-from monitor.store.alerts import RetryPolicy, ledger_rows, recent_alerts
+from monitor.store.alerts import AlertRow, DeliveryRow, RetryPolicy, ledger_rows, recent_alerts
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
 from monitor.store.keys import add_key
-from monitor.store.models import AlertLedger
+from monitor.store.models import AlertDelivery
 
 RAW_KEY = "ak_live_TOPSECRETvalue_9f3c"
 KEY = key_id(RAW_KEY)
@@ -78,6 +78,13 @@ def insert(engine: Engine, records: list[CallRecord]) -> None:
         insert_calls(conn, records)
 
 
+def email(alert: AlertRow) -> DeliveryRow:
+    """The alert's e-mail delivery."""
+    found = alert.delivery("email")
+    assert found is not None, f"no e-mail delivery: {alert.deliveries}"
+    return found
+
+
 def register(engine: Engine, recipients: tuple[str, ...] = ("owner@example.com",)) -> None:
     with engine.begin() as conn:
         add_key(conn, key_id=KEY, name="search", hint=HINT, recipients=recipients, now=T0)
@@ -112,12 +119,15 @@ def test_crossings_send_one_email_each_and_name_the_highest(
     assert quota_mails[1:] == ["[LongCat monitor] search (…9f3c) passed 90% of its daily quota"]
     with engine.connect() as conn:
         rows = {(r.rule, r.threshold): r for r in ledger_rows(conn, KEY)}
-        assert rows[("quota", 50)].status == "sent" and rows[("quota", 50)].attempts == 1
-        assert rows[("quota", 80)].status == "skipped"
+        assert (email(rows[("quota", 50)]).status, email(rows[("quota", 50)]).attempts) == (
+            "sent",
+            1,
+        )
+        assert rows[("quota", 80)].status == "skipped" and rows[("quota", 80)].deliveries == ()
         assert rows[("quota", 80)].detail == "superseded by 90%"
-        assert rows[("quota", 90)].sent_at == T0 + timedelta(minutes=2)
+        assert email(rows[("quota", 90)]).sent_at == T0 + timedelta(minutes=2)
         newest = [(r.rule, r.threshold) for r in recent_alerts(conn, 3)]
-        assert newest == [("forecast", 1), ("quota", 80), ("quota", 90)]
+        assert newest == [("burn_rate", 1), ("quota", 80), ("quota", 90)]
 
 
 def test_same_crossing_on_the_next_beijing_day_alerts_again(
@@ -142,7 +152,7 @@ def test_same_crossing_on_the_next_beijing_day_alerts_again(
     run_tick(engine, settings, midnight + timedelta(minutes=21))
     digests = [m for m in smtp_server.received if "daily summary for 2026-03-10" in m.subject]
     assert len(digests) == 1
-    assert "26 calls, 0 errors, 260,000 tokens (52% of its quota)" in digests[0].part("plain")
+    assert "26 calls, 0 errors, 260,000 tokens (52.0% of its quota)" in digests[0].part("plain")
 
 
 def test_smtp_failing_twice_then_accepting_sends_exactly_one(engine: Engine) -> None:
@@ -152,22 +162,24 @@ def test_smtp_failing_twice_then_accepting_sends_exactly_one(engine: Engine) -> 
         first = run_tick(engine, settings, T0)
         assert (first.sent, first.failed_attempts) == (0, 1)
         with engine.connect() as conn:
-            [row] = ledger_rows(conn, KEY)
-        assert (row.status, row.attempts) == ("retrying", 1)
+            [alert] = ledger_rows(conn, KEY)
+        row = email(alert)
+        assert (alert.status, row.status, row.attempts) == ("routed", "retrying", 1)
         assert row.last_error is not None and "451" in row.last_error
         assert row.next_attempt_at == T0 + timedelta(minutes=1)
         # Before the backoff is over: no attempt.
         assert run_tick(engine, settings, T0 + timedelta(seconds=30)).failed_attempts == 0
         assert run_tick(engine, settings, T0 + timedelta(minutes=1)).failed_attempts == 1
         with engine.connect() as conn:
-            [row] = ledger_rows(conn, KEY)
-        assert row.next_attempt_at == T0 + timedelta(minutes=3)  # backoff doubled
+            [alert] = ledger_rows(conn, KEY)
+        assert email(alert).next_attempt_at == T0 + timedelta(minutes=3)  # backoff doubled
         assert run_tick(engine, settings, T0 + timedelta(minutes=3)).sent == 1
         run_tick(engine, settings, T0 + timedelta(minutes=10))
         assert len(server.received) == 1
         assert server.handler.refused == 2
         with engine.connect() as conn:
-            [row] = ledger_rows(conn, KEY)
+            [alert] = ledger_rows(conn, KEY)
+        row = email(alert)
         assert (row.status, row.attempts, row.sent_at) == ("sent", 3, T0 + timedelta(minutes=3))
 
 
@@ -187,7 +199,8 @@ def test_gives_up_after_max_attempts(engine: Engine, smtp_server: SmtpServer) ->
         == 0
     )
     with engine.connect() as conn:
-        [row] = ledger_rows(conn, KEY)
+        [alert] = ledger_rows(conn, KEY)
+    row = email(alert)
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 2, None)
 
 
@@ -199,7 +212,7 @@ def test_no_recipients_is_recorded_not_retried(engine: Engine, smtp_server: Smtp
     assert smtp_server.received == []
     with engine.connect() as conn:
         [row] = ledger_rows(conn, KEY)
-    assert (row.status, row.attempts) == ("no_recipients", 0)
+    assert (row.status, row.deliveries) == ("no_recipients", ())
 
 
 def test_claim_left_sending_by_a_crash_is_retried_after_the_lease(
@@ -215,7 +228,7 @@ def test_claim_left_sending_by_a_crash_is_retried_after_the_lease(
         run_tick(engine, settings, T0, crash)
     with engine.connect() as conn:
         [row] = ledger_rows(conn, KEY)
-    assert row.status == "sending"
+    assert email(row).status == "sending"
     assert run_tick(engine, settings, T0 + timedelta(minutes=4)).sent == 0  # lease not over
     assert run_tick(engine, settings, T0 + timedelta(minutes=6)).sent == 1
     assert len(smtp_server.received) == 1
@@ -229,18 +242,21 @@ def test_forecast_email_when_the_burn_rate_runs_out_before_the_reset(
     insert(engine, calls(T0 - timedelta(minutes=60), 9, 10_000))  # 90,000 in 90 min: 60k/h
     run_tick(engine, settings, now)
     [mail] = smtp_server.received  # 18 %: no threshold yet; 410,000 left at 60k/h: 17:20 Beijing
-    assert mail.subject.endswith("will exhaust its quota at about 17:20 Beijing time")
-    assert "at the current rate of 60,000 tokens/hour" in mail.part("plain")
+    assert mail.subject.endswith("runs out of quota at about 17:20 Beijing time")
+    assert "At the last hour's pace (60,000 tokens/hour)" in mail.part("plain")
+    assert "6 h 40 min before the reset at 00:00 Beijing time" in mail.part("plain")
     # A forecast no earlier is not sent again; a much earlier one is.
     insert(engine, calls(now, 1, 1_000))
     run_tick(engine, settings, now + timedelta(minutes=5))
     assert len(smtp_server.received) == 1
     insert(engine, calls(now + timedelta(minutes=5), 10, 10_000))
     run_tick(engine, settings, now + timedelta(minutes=10))
-    assert len(smtp_server.received) == 2 and "will exhaust" in smtp_server.received[1].subject
+    assert len(smtp_server.received) == 2 and "runs out of quota" in smtp_server.received[1].subject
 
 
-def test_error_rate_and_401_burst_once_per_window(engine: Engine, smtp_server: SmtpServer) -> None:
+def test_error_rate_and_401_burst_once_per_incident(
+    engine: Engine, smtp_server: SmtpServer
+) -> None:
     settings = settings_for(engine, smtp_server)
     start = T0 + timedelta(minutes=1)
     insert(engine, calls(start, 15, 100))
@@ -250,16 +266,38 @@ def test_error_rate_and_401_burst_once_per_window(engine: Engine, smtp_server: S
     run_tick(engine, settings, T0 + timedelta(minutes=6))
     subjects = sorted(m.subject for m in smtp_server.received)
     assert subjects == [
-        "[LongCat monitor] unnamed key …9f3c: 23% of calls rate-limited or failing",
+        "[LongCat monitor] unnamed key …9f3c: 23.0% of calls rate-limited or failing",
         "[LongCat monitor] unnamed key …9f3c: 5 calls refused with 401",
     ]
-    assert "6 of 26 calls (23%) got 429 or 5xx in the 5 minutes from 10:00" in "\n".join(
+    assert "6 of 26 calls (23.0%) got 429 or 5xx in the 5 minutes from 10:00" in "\n".join(
         m.part("plain") for m in smtp_server.received
     )
-    # The next window alerts again if it is still bad.
+    # The next window still firing is recorded, not sent again (the reminder comes after an hour).
     insert(engine, calls(T0 + timedelta(minutes=16), 5, 0, status=401, error="auth"))
     run_tick(engine, settings, T0 + timedelta(minutes=17))
-    assert len(smtp_server.received) == 3
+    assert len(smtp_server.received) == 2
+    with engine.connect() as conn:
+        rows = {(r.rule, r.threshold): r for r in ledger_rows(conn, KEY)}
+    ongoing = rows[("auth_burst", 615)]
+    assert (ongoing.status, ongoing.deliveries) == ("skipped", ())
+    assert ongoing.detail == "still firing; next reminder from 11:00 into the day"
+
+
+def test_a_burst_of_quota_refusals_sends_its_own_alert(
+    engine: Engine, smtp_server: SmtpServer
+) -> None:
+    settings = settings_for(engine, smtp_server)
+    start = T0 + timedelta(minutes=1)
+    insert(engine, calls(start, 2, 0, status=402, error="quota_exhausted"))
+    insert(engine, calls(start + timedelta(seconds=5), 1, 0, status=403, error="quota_exhausted"))
+    insert(engine, calls(start + timedelta(seconds=9), 2, 0, status=403, error="permission"))
+    run_tick(engine, settings, T0 + timedelta(minutes=5))
+    run_tick(engine, settings, T0 + timedelta(minutes=6))
+    [mail] = smtp_server.received
+    assert mail.subject == (
+        "[LongCat monitor] unnamed key …9f3c is being refused: quota or balance exhausted"
+    )
+    assert "3 calls were refused for lack of quota" in mail.part("plain")
 
 
 def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp_server: SmtpServer) -> None:
@@ -288,11 +326,14 @@ def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp_server: Smtp
     [mail] = smtp_server.received
     assert mail.subject.endswith("passed 90% of its daily quota")
     with engine.connect() as conn:
-        assert sorted((r.threshold, r.status) for r in ledger_rows(conn, KEY)) == [
-            (50, "skipped"),
-            (80, "skipped"),
-            (90, "sent"),
-        ]
+        rows = ledger_rows(conn, KEY)
+    assert sorted((r.threshold, r.status) for r in rows) == [
+        (50, "skipped"),
+        (80, "skipped"),
+        (90, "routed"),
+    ]
+    [sent] = [r for r in rows if r.threshold == 90]
+    assert [(d.channel, d.status, d.attempts) for d in sent.deliveries] == [("email", "sent", 1)]
 
 
 def test_ledger_columns_round_trip(engine: Engine, smtp_server: SmtpServer) -> None:
@@ -300,10 +341,12 @@ def test_ledger_columns_round_trip(engine: Engine, smtp_server: SmtpServer) -> N
     insert(engine, calls(T0 - timedelta(hours=5), 30, 10_000))
     run_tick(engine, settings, T0, worker="host-a:1")
     with engine.begin() as conn:
-        conn.execute(update(AlertLedger).values(status="pending"))
+        conn.execute(update(AlertDelivery).values(status="pending"))
         [row] = recent_alerts(conn, 5)
-    assert row.claimed_by == "host-a:1" and row.recipients == ("team@example.com",)
+    assert email(row).claimed_by == "host-a:1" and email(row).status == "pending"
+    assert row.recipients == ("team@example.com",) and row.severity == "info"
     assert row.subject.startswith("[LongCat monitor]") and "<table" in row.body_html
+    assert row.document is not None and row.document["version"] == 1
 
 
 def _env_for_cli(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, smtp: SmtpServer) -> None:
@@ -356,7 +399,7 @@ def test_tick_command_end_to_end(
             ]
             count = len(smtp_server.received)
             second = _tick()
-        assert "e-mails 0 sent" in second
+        assert "messages 0 sent" in second
         assert len(smtp_server.received) == count
     finally:
         get_settings.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -29,6 +30,7 @@ from monitor.ledger.metrics import (
 from monitor.ledger.quota_day import quota_day
 from monitor.ledger.rollup import run_rollup
 from monitor.records import CallRecord
+from monitor.store.billing import add_top_up, day_charges
 from monitor.store.calls import insert_calls
 from monitor.store.engine import make_engine, upgrade
 from monitor.store.key_usage import key_usage_for_day
@@ -109,6 +111,7 @@ def seeded(database_url: str, midday: datetime) -> Iterator[tuple[Engine, Settin
             call("k_other", 'a"b\\', total_tokens=12_345),  # an unregistered key, odd hint
         ]
         insert_calls(conn, records)
+        add_top_up(conn, quota_day(now, settings.tz), 12_500_000_000, "USD", now=now)
     run_rollup(engine, settings)
     yield engine, settings
     engine.dispose()
@@ -130,10 +133,10 @@ def test_metrics_match_the_database(seeded: tuple[Engine, Settings], server: Met
     series, types = parse(response.text)
     assert types == {PREFIX + name: "gauge" for name in METRICS}
 
+    today = quota_day(datetime.now(UTC), settings.tz)
     with engine.connect() as conn:
-        usages = key_usage_for_day(
-            conn, quota_day(datetime.now(UTC), settings.tz), default_quota=settings.default_quota
-        )
+        usages = key_usage_for_day(conn, today, default_quota=settings.default_quota)
+        charges = day_charges(conn, today)
     assert {u.name for u in usages} == {"search", None}
     for u in usages:
         key = {("key", u.name or "(unnamed)"), ("key_hint", u.hint or ""), ("key_id", u.key_id)}
@@ -150,6 +153,8 @@ def test_metrics_match_the_database(seeded: tuple[Engine, Settings], server: Met
             ("quota_tokens", frozenset()): u.quota,
             ("quota_used_tokens", frozenset()): u.total_tokens,
             ("quota_used_ratio", frozenset()): pytest.approx(u.used_fraction),
+            ("today_cost", frozenset({("currency", "USD")})): charges[u.key_id].cost / 10**9,
+            ("today_unpriced_tokens", frozenset()): charges[u.key_id].unpriced_tokens,
         } | {
             ("today_errors", frozenset({("error_class", cls)})): n
             for cls, n in u.errors_by_class.items()
@@ -166,6 +171,7 @@ def test_metrics_match_the_database(seeded: tuple[Engine, Settings], server: Met
     assert search["quota_used_tokens"] == 7 * 400  # 429s and 5xx are not billed
     assert ("longcat_monitor_rollup_age_seconds", frozenset()) in series
     assert 0 < series[("longcat_monitor_quota_reset_seconds", frozenset())] <= 86_400
+    assert series[("longcat_monitor_balance", frozenset({("currency", "USD")}))] == 12.5
     # The odd hint survives escaping: the parser above read it back whole.
     assert any(("key_hint", 'a"b\\') in labels for _, labels in series)
 
@@ -212,3 +218,75 @@ def test_the_scheduler_command_serves_metrics(tmp_path: Path, recently: datetime
         proc.kill()
     assert proc.returncode == 0, err
     assert f"metrics on http://127.0.0.1:{port}/metrics" in out
+
+
+# --- the Grafana dashboard in deploy/ ------------------------------------------------------
+
+GRAFANA_DASHBOARD = REPO / "deploy" / "grafana" / "longcat-monitor.json"
+#: PromQL words that are neither metrics nor labels.
+PROMQL_WORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool"})
+PROMQL_IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL query of the dashboard: its panels' targets and its query variables."""
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            queries.append(variable["definition"])
+    return queries
+
+
+def names_in(query: str) -> tuple[set[str], set[str]]:
+    """The metric names and the label names a PromQL query uses."""
+    labels: set[str] = set()
+    for matchers in re.findall(r"\{([^}]*)\}", query):
+        labels.update(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
+    for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", query):
+        labels.update(name.strip() for name in grouping.split(",") if name.strip())
+    if variable := re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query):
+        return {variable[1]}, {variable[2]}
+    bare = re.sub(r"\{[^}]*\}|\b(?:by|without)\s*\([^)]*\)|\"[^\"]*\"", " ", query)
+    metrics = {
+        m[0]
+        for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", bare)
+        if not m[2] and m[0].strip() not in PROMQL_WORDS
+    }
+    return {m.strip() for m in metrics}, labels
+
+
+def test_every_grafana_query_names_a_metric_the_endpoint_serves(server: MetricsServer) -> None:
+    series, types = parse(httpx.get(f"http://127.0.0.1:{server.port}/metrics").text)
+    served_labels: dict[str, set[str]] = {}
+    for name, labels in series:
+        served_labels.setdefault(name, set()).update(label for label, _ in labels)
+    dashboard = json.loads(GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+    queries = dashboard_queries(dashboard)
+    assert len(queries) >= 9
+    used = set()
+    for query in queries:
+        metrics, labels = names_in(query)
+        assert metrics, f"no metric in {query!r}"
+        assert metrics <= set(types), f"{query!r} names {metrics - set(types)}, not served"
+        assert metrics <= set(served_labels), f"{query!r}: {metrics} has no sample here"
+        known = set().union(*(served_labels[m] for m in metrics))
+        assert labels <= known, f"{query!r} uses labels {labels - known} the metrics lack"
+        used |= metrics
+    # the issue's three views: quota used per key, calls and errors by class, rollup age
+    assert {
+        PREFIX + "quota_used_ratio",
+        PREFIX + "today_requests",
+        PREFIX + "today_errors",
+        PREFIX + "rollup_age_seconds",
+    } <= used
+
+
+def test_names_in_a_query() -> None:
+    assert names_in('sum by (kind) (longcat_monitor_today_tokens{key=~"$key", kind!="total"})') == (
+        {"longcat_monitor_today_tokens"},
+        {"key", "kind"},
+    )
+    assert names_in("label_values(longcat_monitor_quota_tokens, key)") == (
+        {"longcat_monitor_quota_tokens"},
+        {"key"},
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 from collections.abc import Callable, Sequence
@@ -42,8 +43,22 @@ class SwitchableSink(InMemorySink):
 
 
 def test_a_record_survives_the_round_trip(make_call_record: MakeRecord) -> None:
-    record = make_call_record(labels={"team": "search"}, error_message="ünïcode \x00")
+    record = make_call_record(labels={"team": "search"}, error_message="ünïcode")
     assert decode_record(encode_record(record)) == record
+
+
+def test_a_record_with_a_trace_parent_is_spooled_without_it(make_call_record: MakeRecord) -> None:
+    # The app's span is for the live export only: a replayed record is exported without a parent.
+    record = make_call_record(trace_parent=(1 << 100, 1 << 40, 1))
+    line = encode_record(record)
+    assert b"trace_parent" not in line
+    assert decode_record(line) == dataclasses.replace(record, trace_parent=None)
+
+
+def test_a_record_read_back_is_scrubbed(make_call_record: MakeRecord) -> None:
+    record = make_call_record(error_message="ünïcode \x00", model="x\ud800")
+    back = decode_record(encode_record(record))
+    assert (back.error_message, back.model) == ("ünïcode ", "x\ufffd")
 
 
 @pytest.mark.parametrize(
@@ -55,6 +70,17 @@ def test_a_record_survives_the_round_trip(make_call_record: MakeRecord) -> None:
         b'{"api": "openai"}',
         b"\xff\xfe",
         b'{"started_at": "yesterday", "api": "openai", "endpoint": "/", "event_id": "x"}',
+        # each field is checked: a type, a range, a choice, an id that is not one
+        b'{"started_at": "2026-01-01T00:00:00+00:00", "api": "openai", "endpoint": "/", '
+        b'"event_id": "x", "input_tokens": "12"}',
+        b'{"started_at": "2026-01-01T00:00:00+00:00", "api": "openai", "endpoint": "/", '
+        b'"event_id": "x", "total_tokens": 99999999999}',
+        b'{"started_at": "2026-01-01T00:00:00+00:00", "api": "smtp", "endpoint": "/", '
+        b'"event_id": "x"}',
+        b'{"started_at": "2026-01-01T00:00:00+00:00", "api": "openai", "endpoint": "/", '
+        b'"event_id": "x/../y"}',
+        b'{"started_at": "2026-01-01T00:00:00+00:00", "api": "openai", "endpoint": "/", '
+        b'"event_id": "x", "labels": {"a": 1}}',
     ],
 )
 def test_lines_that_are_not_records_are_rejected(line: bytes) -> None:

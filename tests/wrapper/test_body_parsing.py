@@ -205,3 +205,46 @@ def test_request_rewrite_asks_for_usage_and_keeps_other_options() -> None:
         == b'{"stream_options":{"include_usage":true},"model": "m", "stream": true, "messages": []}'
     )
     assert json.loads(added) == {**parsed, "stream_options": {"include_usage": True}}
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "expected"),
+    [
+        (402, {"type": "insufficient_quota", "code": "insufficient_quota"}, "quota_exhausted"),
+        (402, None, "quota_exhausted"),
+        (403, {"type": "permission_error", "code": "insufficient_quota"}, "quota_exhausted"),
+        (403, {"type": "permission_error", "code": "permission_denied"}, "permission"),
+        (429, {"type": "rate_limit_error", "code": "rate_limit_exceeded"}, "rate_limit"),
+        (503, {"type": "server_error", "code": "service_unavailable"}, "server_error"),
+        (502, {"type": "server_error", "code": "bad_gateway"}, "server_error"),
+    ],
+)
+def test_quota_refusals_stand_apart_from_permission_and_rate_limits(
+    status: int, error: dict[str, str] | None, expected: str
+) -> None:
+    info = classify_status(status, {"error": {"message": "m", **error}} if error else None)
+    assert info is not None and info.error_type == expected
+    if error:
+        assert info.code == error["code"]
+
+
+def test_a_responses_api_body_gives_every_usage_field() -> None:
+    body = json.dumps(
+        {
+            "id": "resp_1",
+            "object": "response",
+            "model": "LongCat-2.0",
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": "hi"}]}],
+            "usage": {
+                "input_tokens": 9,
+                "input_tokens_details": {"cached_tokens": 4},
+                "output_tokens": 7,
+                "output_tokens_details": {"reasoning_tokens": 5},
+                "total_tokens": 16,
+            },
+        }
+    ).encode()
+    usage = body_facts("openai", 200, body).usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (9, 7, 16)
+    assert (usage.cache_read_tokens, usage.reasoning_tokens, usage.source) == (4, 5, "reported")

@@ -22,6 +22,7 @@ KEY = "sk-caller-view-1234"
 MESSAGES = [{"role": "user", "content": "Write a haiku about quotas."}]
 OPENAI = "/openai/v1/chat/completions"
 ANTHROPIC = "/anthropic/v1/messages"
+RESPONSES = "/openai/v1/responses"
 
 CASES: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
     ("openai stream, usage not asked", OPENAI, {"stream": True}, {}),
@@ -38,6 +39,18 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
     ("openai 429", OPENAI, {"stream": True}, {"x-simulate-fault": "rate_limit"}),
     ("openai cut stream", OPENAI, {"stream": True}, {"x-simulate-fault": "cut_stream"}),
     ("openai in-band error", OPENAI, {"stream": True}, {"x-simulate-fault": "stream_error"}),
+    ("responses stream", RESPONSES, {"stream": True}, {}),
+    ("responses stream, gzip", RESPONSES, {"stream": True}, {"x-simulate-compress": "gzip"}),
+    ("responses body", RESPONSES, {}, {}),
+    ("responses 402", RESPONSES, {"stream": True}, {"x-simulate-fault": "quota_exhausted"}),
+    ("responses cut stream", RESPONSES, {"stream": True}, {"x-simulate-fault": "cut_stream"}),
+    ("responses error event", RESPONSES, {"stream": True}, {"x-simulate-fault": "stream_error"}),
+    (
+        "responses failed",
+        RESPONSES,
+        {"stream": True},
+        {"x-simulate-fault": "response_failed"},
+    ),
     ("anthropic stream", ANTHROPIC, {"stream": True}, {}),
     ("anthropic stream, deflate", ANTHROPIC, {"stream": True}, {"x-simulate-compress": "deflate"}),
     ("anthropic body", ANTHROPIC, {}, {}),
@@ -54,7 +67,10 @@ def fixed_sim() -> Iterator[RunningSimulator]:
 
 def read(client: Any, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[Any, ...]:
     """Everything a caller can observe of one streamed read."""
-    payload = {"model": "LongCat-Flash-Chat", "max_tokens": 64, "messages": MESSAGES, **body}
+    if path == RESPONSES:
+        payload = {"model": "LongCat-2.0", "max_output_tokens": 64, "input": MESSAGES, **body}
+    else:
+        payload = {"model": "LongCat-Flash-Chat", "max_tokens": 64, "messages": MESSAGES, **body}
     all_headers = {"authorization": f"Bearer {KEY}", **headers}
     pieces: list[bytes] = []
     status = None
@@ -123,3 +139,26 @@ async def test_async_caller_reads_the_same_bytes(
         actual = await read_async(wrapped)
     assert actual == expected and b"[DONE]" in actual
     assert captured.only().usage_source == "reported"
+
+
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+async def test_async_caller_reads_the_same_responses_stream(
+    fixed_sim: RunningSimulator, http: types.ModuleType
+) -> None:
+    async def read_async(client: Any) -> bytes:
+        payload = {"model": "LongCat-2.0", "input": "Write a haiku about quotas.", "stream": True}
+        async with client.stream(
+            "POST", RESPONSES, json=payload, headers={"authorization": f"Bearer {KEY}"}
+        ) as response:
+            return b"".join([piece async for piece in response.aiter_bytes()])
+
+    captured = CapturedCalls()
+    async with http.AsyncClient(base_url=fixed_sim.base_url) as plain:
+        expected = await read_async(plain)
+    async with monitor.instrument(
+        http.AsyncClient(base_url=fixed_sim.base_url), recorder=captured
+    ) as wrapped:
+        actual = await read_async(wrapped)
+    assert actual == expected and b"response.completed" in actual and b"[DONE]" not in actual
+    record = captured.only()
+    assert record.error_type is None and record.usage_source == "reported"

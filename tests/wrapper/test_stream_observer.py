@@ -7,9 +7,9 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from capture import drive_stream
 
 from monitor.capture.bodies import request_facts
-from monitor.capture.observer import CallObserver
 from monitor.records import CallRecord
 
 
@@ -36,18 +36,9 @@ def observe(pieces: list[bytes], strip: bool, end: bool) -> tuple[bytes, CallRec
     body = b'{"model":"LongCat-Flash-Chat","stream":true,"messages":[{"content":"hi"}]}'
     facts, _ = request_facts(body)
     record = CallRecord(started_at=datetime.now(UTC), api="openai", endpoint="/v1/chat/completions")
-    submitted: list[CallRecord] = []
-    observer = CallObserver(record, facts, submitted.append, strip_usage_chunk=strip)
-    observer.on_response(200, {"content-type": "text/event-stream"})
-    out = bytearray()
-    for piece in pieces:
-        data = observer.on_chunk(piece)
-        out += data if isinstance(data, bytes) else b"".join(data)
-    if end:
-        out += observer.on_end()
-    observer.on_close()
+    out, submitted = drive_stream(record, facts, pieces, strip=strip, end=end)
     assert submitted == [record]
-    return bytes(out), record
+    return out, record
 
 
 def cuts(stream: bytes, how: str) -> list[bytes]:

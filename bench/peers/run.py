@@ -1,0 +1,377 @@
+"""The run of ``python -m bench peers``: the three parts, their tables and the report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sqlite3
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.common import simulator_process
+from bench.peers import gateways, wrappers
+from bench.peers.report import (
+    Table,
+    machine_line,
+    percentile,
+    source_revision,
+    versions,
+    write,
+)
+from bench.peers.sink import sink_process
+from bench.peers.worker import Worker
+
+REPO = gateways.REPO
+RESULTS = REPO / "bench" / "results"
+LATENCY_MARGIN_MS = 5.0
+MEMORY_FLAT_MB = 2.0
+NOISE_US = 10.0  # below this an added CPU cost is within a loaded machine's round-to-round noise
+
+
+def _serves(base: str, path: str) -> bool:
+    """Whether the simulator routes ``path`` (a 404 says it does not)."""
+    request = urllib.request.Request(base + path, data=b"{}", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as exc:
+        return exc.code != 404
+    return True
+
+
+def _sink_stats(sink: str) -> dict[str, dict[str, int]]:
+    with urllib.request.urlopen(sink + "/stats", timeout=10) as response:
+        stats: dict[str, dict[str, int]] = json.load(response)
+    return stats
+
+
+# --- part 1 -------------------------------------------------------------------------------------
+
+
+def part_wrappers(stack: ExitStack, args: argparse.Namespace, home: Path) -> Table:
+    table = Table(
+        f"In-process wrappers: process CPU per openai SDK call, median of {args.rounds} rounds "
+        f"x {args.calls} calls (flush included)",
+        ["call", "wrapper", "CPU/call us", "added us", "ratio to bare"],
+    )
+    sim = stack.enter_context(simulator_process())
+    kinds = []
+    for kind in wrappers.KINDS:
+        if _serves(sim, kind.path):
+            kinds.append(kind)
+        else:
+            table.notes.append(
+                f"'{kind.name}' skipped: the simulator has no POST {kind.path} (404)"
+            )
+    sink = stack.enter_context(sink_process())
+    env = {"MONITOR_DATABASE_URL": f"sqlite:///{home / 'wrapper.db'}"}
+    workers: dict[str, Worker] = {}
+    for peer in wrappers.PEERS:
+        worker = Worker("bench.peers.wrappers", peer, sim, sink, env=env)
+        stack.callback(worker.close)
+        try:
+            worker.call("run", kind=kinds[0].name, calls=1)
+        except RuntimeError as exc:
+            table.notes.append(f"{wrappers.PEER_LABELS[peer]} not measured: {exc}")
+            continue
+        workers[peer] = worker
+    table.notes.append(
+        "configured as each one's docs show: OpenTelemetry with an SDK TracerProvider, "
+        "BatchSpanProcessor and OTLP/HTTP exporter (traces only: no MeterProvider, so its "
+        "token histograms go to the no-op meter); Langfuse with its default batch exporter "
+        "(OTLP/HTTP, gzip); both to a stub collector in another process"
+    )
+    results = wrappers.measure(workers, kinds, args.calls, args.rounds, warmup=args.calls // 4)
+    for result in results:
+        bare = result.median("bare")
+        for peer in workers:
+            added = result.added(peer) if peer != "bare" else 0.0
+            table.rows.append(
+                [
+                    result.kind,
+                    wrappers.PEER_LABELS[peer],
+                    f"{result.median(peer) * 1e6:.0f}",
+                    "" if peer == "bare" else f"{added * 1e6:+.0f}",
+                    f"{result.median(peer) / bare:.2f}x",
+                ]
+            )
+        others = {p: result.added(p) for p in workers if p not in ("bare", "monitor")}
+        if "monitor" in workers and others:
+            ours = result.added("monitor")
+            rival, theirs = min(others.items(), key=lambda item: item[1])
+            verdict = "pass" if ours < theirs else "miss"
+            ratio = (
+                f"{theirs / ours:.1f}x ours"
+                if ours >= NOISE_US / 1e6
+                else f"ours within {NOISE_US:.0f} us of bare, no ratio"
+            )
+            table.notes.append(
+                f"{result.kind}: target 'lowest added cost of all': {verdict} "
+                f"(monitor {ours * 1e6:+.0f} us, next lowest {wrappers.PEER_LABELS[rival]} "
+                f"{theirs * 1e6:+.0f} us: {ratio})"
+            )
+    if "monitor" in workers:
+        recorded = workers["monitor"].call("recorded")
+        table.notes.append(
+            f"monitor recorded {recorded['rows']} rows, {recorded['tokens']} tokens in SQLite"
+        )
+    stats = _sink_stats(sink)
+    for segment, peer in (("otel", "otel"), ("langfuse", "langfuse")):
+        if peer in workers:
+            got = stats.get(segment, {"requests": 0, "bytes": 0, "usage": 0})
+            table.notes.append(
+                f"{wrappers.PEER_LABELS[peer]} exported {got['requests']} requests, "
+                f"{got['bytes']} bytes, {got['usage']} spans with token usage, to the local sink"
+            )
+    return table
+
+
+# --- parts 2 and 3 ------------------------------------------------------------------------------
+
+
+def _start_targets(
+    stack: ExitStack, home: Path, notes: list[str], need_slow: bool
+) -> list[gateways.Target]:
+    """The simulator (fast, and slow for part 3), this gateway and LiteLLM in front of each."""
+    sim = stack.enter_context(simulator_process())
+    slow = None
+    if need_slow:
+        slow = stack.enter_context(
+            simulator_process(
+                chunk_interval_ms=gateways.SLOW_INTERVAL_MS,
+                words_per_chunk=1,
+            )
+        )
+    path = "/openai/v1/chat/completions"
+    targets = [
+        gateways.Target("direct", sim + path, slow + path if slow else None),
+    ]
+    ours_url, ours_pid = stack.enter_context(gateways.monitor_gateway(sim, home / "gw"))
+    ours = gateways.Target("monitor.gateway", ours_url + path, pid=ours_pid)
+    if slow:
+        slow_url, slow_pid = stack.enter_context(gateways.monitor_gateway(slow, home / "gw-slow"))
+        ours.slow_url, ours.slow_pid = slow_url + path, slow_pid
+    targets.append(ours)
+    try:
+        upstreams = {gateways.FAST_MODEL: sim}
+        if slow:
+            upstreams[gateways.SLOW_MODEL] = slow
+        url, pid, log = stack.enter_context(gateways.litellm_proxy(upstreams, home))
+    except (ImportError, RuntimeError) as exc:
+        notes.append(f"LiteLLM proxy not measured: {exc}")
+    else:
+        notes.append(
+            "LiteLLM records each call through a logging callback writing one JSON line a call "
+            "(bench/peers/litellm_callback.py): its Postgres spend log needs the Prisma client, "
+            "which litellm[proxy] does not install, and `prisma generate` downloads engine "
+            "binaries at run time, which this machine cannot"
+        )
+        # one proxy serves both upstreams, chosen by model name
+        lite = gateways.Target("litellm", url + "/v1/chat/completions", pid=pid, slow_pid=pid)
+        lite.slow_url = lite.url
+        stack.callback(_note_litellm_records, log, notes)
+        targets.append(lite)
+    return targets
+
+
+def _note_litellm_records(log: Path, notes: list[str]) -> None:
+    got = gateways.litellm_records(log)
+    notes.append(
+        f"LiteLLM recorded {got['rows']} calls through its logging callback "
+        f"({got['with_tokens']} with token counts, {got['failed']} failed)"
+    )
+
+
+def _gateway_rows(home: Path) -> str:
+    counts = []
+    for name in ("gw", "gw-slow"):
+        db = home / name / "gateway.db"
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                rows, tokens = conn.execute(
+                    "SELECT count(*), count(total_tokens) FROM api_calls"
+                ).fetchone()
+            counts.append(f"{rows} rows ({tokens} with tokens) in {name}")
+    return "monitor.gateway recorded " + ", ".join(counts) + " in SQLite (so far)"
+
+
+def part_gateways(load: Worker, targets: list[gateways.Target], args: argparse.Namespace) -> Table:
+    table = Table(
+        f"Gateways: latency on loopback (body: whole answer; stream: first byte), "
+        f"{args.gateway_rounds} rounds, order rotated",
+        [
+            "clients",
+            "call",
+            "path",
+            "p50 ms",
+            "p99 ms",
+            "added p50",
+            "added p99",
+            "calls/s",
+            "gateway CPU/call us",
+        ],
+    )
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    cells = gateways.measure_gateways(load, targets, concurrencies, args.gateway_rounds, args.scale)
+    for cell in cells:
+        kind = "stream" if cell.stream else "body"
+        direct = cell.latencies_ms["direct"]
+        d50, d99 = percentile(direct, 0.5), percentile(direct, 0.99)
+        added: dict[str, tuple[float, float, float]] = {}
+        for target in targets:
+            lat = cell.latencies_ms[target.name]
+            p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+            rate = len(lat) / cell.wall_s[target.name]
+            added[target.name] = (p50 - d50, p99 - d99, rate)
+            cpu = cell.cpu_s.get(target.name, 0.0) / len(lat) * 1e6 if target.pid else None
+            table.rows.append(
+                [
+                    str(cell.concurrency),
+                    kind,
+                    target.name,
+                    f"{p50:.2f}",
+                    f"{p99:.2f}",
+                    "" if target.name == "direct" else f"{p50 - d50:+.2f}",
+                    "" if target.name == "direct" else f"{p99 - d99:+.2f}",
+                    f"{rate:.0f}",
+                    "" if cpu is None else f"{cpu:.0f}",
+                ]
+            )
+        if "litellm" in added:
+            o50, o99, orate = added["monitor.gateway"]
+            l50, l99, lrate = added["litellm"]
+            ok = o50 < l50 and o99 < l99 and orate >= lrate
+            table.notes.append(
+                f"{cell.concurrency} clients, {kind}: target 'lower added p50 and p99 than "
+                f"LiteLLM, throughput at least its equal': {'pass' if ok else 'miss'} "
+                f"(added p50 {o50:+.2f} vs {l50:+.2f} ms, p99 {o99:+.2f} vs {l99:+.2f} ms, "
+                f"{orate:.0f} vs {lrate:.0f} calls/s)"
+            )
+    return table
+
+
+def part_load(load: Worker, targets: list[gateways.Target], args: argparse.Namespace) -> Table:
+    interval = gateways.SLOW_INTERVAL_MS
+    table = Table(
+        f"Gateways under load: {args.streams} concurrent streams, a token every {interval:.0f} ms "
+        f"for {gateways.SLOW_TOKENS * interval / 1000:.0f} s, {args.load_rounds} rounds",
+        [
+            "path",
+            "first byte p50 ms",
+            "p99 ms",
+            "max ms",
+            "clients > upstream p99 + 5 ms",
+            "longest gap ms",
+            f"stalls (gap > {gateways.STALL_MS:.0f} ms)",
+            "events min",
+            "RSS MiB before -> after rounds",
+            "peak MiB",
+            "CPU/call ms",
+        ],
+    )
+    runs = gateways.measure_under_load(load, targets, args.streams, args.load_rounds)
+    upstream = [
+        c["first_ms"] for run in runs if run.name == "direct" for rnd in run.clients for c in rnd
+    ]
+    up99 = percentile(upstream, 0.99)
+    for run in runs:
+        clients = [c for rnd in run.clients for c in rnd]
+        first = [c["first_ms"] for c in clients]
+        late = sum(1 for f in first if f > up99 + LATENCY_MARGIN_MS)
+        gaps = [c["max_gap_ms"] for c in clients]
+        stalls = sum(1 for g in gaps if g > gateways.STALL_MS)
+        proxied = run.name != "direct"
+        table.rows.append(
+            [
+                run.name,
+                f"{percentile(first, 0.5):.2f}",
+                f"{percentile(first, 0.99):.2f}",
+                f"{max(first):.2f}",
+                f"{late} of {len(first)}",
+                f"{max(gaps):.0f}",
+                str(stalls),
+                str(int(min(c["events"] for c in clients))),
+                " -> ".join(f"{m:.0f}" for m in run.rss_mb) if proxied else "",
+                f"{run.peak_mb:.0f}" if proxied else "",
+                f"{run.cpu_s / len(clients) * 1000:.1f}" if proxied else "",
+            ]
+        )
+        if proxied:
+            p99 = percentile(first, 0.99)
+            growth = run.rss_mb[-1] - run.rss_mb[1] if len(run.rss_mb) > 2 else None
+            flat = (
+                "n/a (one round)"
+                if growth is None
+                else (
+                    f"{'pass' if growth <= MEMORY_FLAT_MB else 'miss'} ({growth:+.1f} MiB "
+                    f"from round 1 to {len(run.rss_mb) - 1})"
+                )
+            )
+            on_time = p99 <= up99 + LATENCY_MARGIN_MS
+            table.notes.append(
+                f"{run.name}: first byte p99 {p99:.2f} ms vs upstream p99 {up99:.2f} + "
+                f"{LATENCY_MARGIN_MS:.0f} ms: {'pass' if on_time else 'miss'}"
+                f"; stalls: {'pass' if stalls == 0 else 'miss'}; memory flat: {flat}"
+            )
+    return table
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__)
+    parser.epilog = "See bench/peers/__init__.py and bench/README.md for what each part measures."
+    parser.add_argument("--parts", default="wrappers,gateways,load")
+    parser.add_argument("--calls", type=int, default=200, help="wrappers: calls per block")
+    parser.add_argument("--rounds", type=int, default=7, help="wrappers: rounds")
+    parser.add_argument("--concurrency", default="1,16,64", help="gateways: clients")
+    parser.add_argument("--scale", type=float, default=1.0, help="gateways: calls multiplier")
+    parser.add_argument("--gateway-rounds", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=64, help="load: concurrent streams")
+    parser.add_argument("--load-rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    command = "python -m bench peers" + (" -- " + " ".join(argv) if argv else "")
+    started = time.monotonic()
+    header = [
+        f"machine: {machine_line()}",
+        f"longcat-monitor at {source_revision(REPO)}",
+        f"peers: {versions()}",
+    ]
+    for line in header:
+        print(line)
+    tables: list[Table] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        if "wrappers" in parts:
+            with ExitStack() as stack:
+                tables.append(part_wrappers(stack, args, home))
+                tables[-1].print()
+        if parts & {"gateways", "load"}:
+            notes: list[str] = []
+            with ExitStack() as stack:
+                (home / "gw").mkdir()
+                (home / "gw-slow").mkdir()
+                targets = _start_targets(stack, home, notes, need_slow="load" in parts)
+                load = Worker("bench.peers.load")
+                stack.callback(load.close)
+                if "gateways" in parts:
+                    tables.append(part_gateways(load, targets, args))
+                    tables[-1].print()
+                if "load" in parts:
+                    tables.append(part_load(load, targets, args))
+                    tables[-1].print()
+                notes.append(_gateway_rows(home))
+            # LiteLLM's count is taken when its proxy has stopped (the stack above)
+            tables[-1].notes += notes
+            for note in notes:
+                print(f"  {note}")
+    header.append(f"run time: {time.monotonic() - started:.0f} s")
+    path = write(args.out, command, header, tables, dt.date.today())
+    print(f"\nreport written to {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
