@@ -18,7 +18,14 @@ from monitor.records import UNBILLED_ERROR_TYPES, CallRecord
 from monitor.store.calls import insert_calls
 from monitor.store.key_usage import daily_rows, hourly_tokens, key_usage_for_day, quota_for
 from monitor.store.keys import add_key, set_quota
-from monitor.store.models import ApiCall, DailyUsage, HourlyUsage, RollupState, UsageSlice
+from monitor.store.models import (
+    LATENCY_HISTOGRAM,
+    ApiCall,
+    DailyUsage,
+    HourlyUsage,
+    RollupState,
+    UsageSlice,
+)
 from monitor.store.rollups import write_daily, write_hourly
 from monitor.store.watermarks import advance_watermark, get_watermark
 
@@ -455,8 +462,8 @@ def test_a_run_that_commits_last_never_moves_the_watermark_back(
 
 
 def test_rollup_rows_are_written_in_full(engine: Engine) -> None:
-    """write_hourly/write_daily fill every column of their tables (their column lists are
-    derived from the models): one group whose every figure is set leaves no NULL behind."""
+    """write_hourly/write_daily write every figure of Totals their tables have a column for
+    (their column lists are derived from the models), each in its own column."""
     totals = Totals(
         errors_by_class={"rate_limit": 2},
         latency_histogram=list(range(1, BUCKETS + 1)),
@@ -470,9 +477,13 @@ def test_rollup_rows_are_written_in_full(engine: Engine) -> None:
         write_hourly(conn, {("k_alpha", hour, "LongCat-2.0", True): totals}, now=hour)
         write_daily(conn, [("k_alpha", DAY_BEFORE, totals, 500_000)], now=hour)
     with engine.connect() as conn:
-        for model in (HourlyUsage, DailyUsage):
-            (row,) = conn.execute(select(model.__table__)).mappings().all()
-            assert [name for name, value in row.items() if value is None] == []
-            assert {name: row[name] for name in figures if name in row} == {
-                name: value for name, value in figures.items() if name in row
-            }
+        hourly, daily = (
+            conn.execute(select(model.__table__)).mappings().one()
+            for model in (HourlyUsage, DailyUsage)
+        )
+    for row in (hourly, daily):
+        assert {name: row[name] for name in figures if name in row} == {
+            name: value for name, value in figures.items() if name in row
+        }
+    assert [hourly[name] for name in LATENCY_HISTOGRAM] == totals.latency_histogram
+    assert (daily["quota"], daily["errors_by_class"]) == (500_000, {"rate_limit": 2})
