@@ -14,7 +14,7 @@ import pytest
 import time_machine
 from click.testing import CliRunner
 from http_receiver import Receiver, running_receiver
-from smtp_server import SmtpServer, running_smtp_server
+from smtp_server import SmtpServer
 from sqlalchemy import Engine
 from test_jobs import HINT, KEY, T0, calls, insert, register, settings_for
 
@@ -39,12 +39,6 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with running_smtp_server() as server:
-        yield server
-
-
-@pytest.fixture
 def chat() -> Iterator[Receiver]:
     with running_receiver() as receiver:
         yield receiver
@@ -56,8 +50,8 @@ def hook() -> Iterator[Receiver]:
         yield receiver
 
 
-def with_channels(engine: Engine, smtp: SmtpServer, urls: str, **extra: Any) -> Settings:
-    return settings_for(engine, smtp, alert_urls=urls, webhook_secret=SECRET, **extra)
+def with_channels(engine: Engine, smtp_server: SmtpServer, urls: str, **extra: Any) -> Settings:
+    return settings_for(engine, smtp_server, alert_urls=urls, webhook_secret=SECRET, **extra)
 
 
 def half_quota(engine: Engine) -> None:
@@ -65,13 +59,13 @@ def half_quota(engine: Engine) -> None:
 
 
 def test_one_alert_reaches_json_form_signed_webhook_and_email(
-    engine: Engine, smtp: SmtpServer, chat: Receiver, hook: Receiver
+    engine: Engine, smtp_server: SmtpServer, chat: Receiver, hook: Receiver
 ) -> None:
     with running_receiver() as form:
         urls = ", ".join(
             [chat.url("json"), form.url("form"), "signed+" + hook.url("http", "/longcat")]
         )
-        settings = with_channels(engine, smtp, urls)
+        settings = with_channels(engine, smtp_server, urls)
         register(engine)
         half_quota(engine)
         result = run_tick(engine, settings, T0)
@@ -110,7 +104,7 @@ def test_one_alert_reaches_json_form_signed_webhook_and_email(
     assert doc["dashboard_url"] == "https://monitor.example.com"
     assert doc["reset_at"] == "2026-03-10T16:00:00Z"
 
-    [mail] = smtp.received
+    [mail] = smtp_server.received
     assert mail.recipients == ["owner@example.com"] and "260,000 / 500,000" in mail.part("plain")
     with engine.connect() as conn:
         [row] = ledger_rows(conn, KEY)
@@ -120,10 +114,11 @@ def test_one_alert_reaches_json_form_signed_webhook_and_email(
 
 
 def test_a_channel_failing_twice_then_accepting_gets_exactly_one(
-    engine: Engine, smtp: SmtpServer, hook: Receiver
+    engine: Engine, smtp_server: SmtpServer, hook: Receiver
 ) -> None:
     with running_receiver(fail_first=2) as flaky:
-        settings = with_channels(engine, smtp, f"{flaky.url('json')}, signed+{hook.url('http')}")
+        urls = f"{flaky.url('json')}, signed+{hook.url('http')}"
+        settings = with_channels(engine, smtp_server, urls)
         half_quota(engine)
         first = run_tick(engine, settings, T0)
         assert (first.sent, first.failed_attempts) == (2, 1)
@@ -133,7 +128,7 @@ def test_a_channel_failing_twice_then_accepting_gets_exactly_one(
         run_tick(engine, settings, T0 + timedelta(minutes=30))
         assert (len(flaky.received), flaky.refused) == (1, 2)
     # The others were sent once, on the first pass, and never again.
-    assert len(hook.received) == 1 and len(smtp.received) == 1
+    assert len(hook.received) == 1 and len(smtp_server.received) == 1
     with engine.connect() as conn:
         [row] = ledger_rows(conn, KEY)
     attempts = {d.channel: (d.status, d.attempts) for d in row.deliveries}
@@ -141,9 +136,9 @@ def test_a_channel_failing_twice_then_accepting_gets_exactly_one(
 
 
 def test_three_schedulers_send_each_message_once_per_channel(
-    engine: Engine, smtp: SmtpServer, chat: Receiver, hook: Receiver
+    engine: Engine, smtp_server: SmtpServer, chat: Receiver, hook: Receiver
 ) -> None:
-    settings = with_channels(engine, smtp, f"{chat.url('json')}, signed+{hook.url('http')}")
+    settings = with_channels(engine, smtp_server, f"{chat.url('json')}, signed+{hook.url('http')}")
     insert(engine, calls(T0 - timedelta(hours=5), 48, 10_000))  # 96 %: 90 % and a burn rate
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
@@ -171,16 +166,16 @@ def test_three_schedulers_send_each_message_once_per_channel(
     titles = sorted(r.document["title"] for r in routed if r.document)
     assert sorted(m.json()["title"] for m in chat.received) == titles
     assert sorted(m.json()["title"] for m in hook.received) == titles
-    assert len(smtp.received) == len(routed)
+    assert len(smtp_server.received) == len(routed)
     assert all(d.status == "sent" and d.attempts == 1 for r in routed for d in r.deliveries)
 
 
 def test_routes_send_each_rule_where_it_belongs(
-    engine: Engine, smtp: SmtpServer, chat: Receiver, hook: Receiver
+    engine: Engine, smtp_server: SmtpServer, chat: Receiver, hook: Receiver
 ) -> None:
     settings = with_channels(
         engine,
-        smtp,
+        smtp_server,
         f"{chat.url('json')}, pager=signed+{hook.url('http')}",
         routes="threshold=json; critical=pager,email; default=email",
     )
@@ -189,7 +184,7 @@ def test_routes_send_each_rule_where_it_belongs(
     assert [m.json()["title"] for m in chat.received] == [
         "unnamed key …9f3c passed 50% of its daily quota"
     ]
-    assert hook.received == [] and smtp.received == []
+    assert hook.received == [] and smtp_server.received == []
     insert(engine, calls(T0 + timedelta(minutes=1), 25, 10_000))  # 102 %: critical
     run_tick(engine, settings, T0 + timedelta(minutes=2))
     # The 100 % crossing is a quota threshold: json. The money alert of the tokens past the
@@ -198,30 +193,30 @@ def test_routes_send_each_rule_where_it_belongs(
         "unnamed key …9f3c has used its daily quota"
     ]
     assert hook.received == []
-    assert [m.subject for m in smtp.received] == [
+    assert [m.subject for m in smtp_server.received] == [
         "[LongCat monitor] key …9f3c: calls to a model with no price"
     ]
 
 
 def test_a_route_file_and_severity(
-    engine: Engine, smtp: SmtpServer, chat: Receiver, tmp_path: Any
+    engine: Engine, smtp_server: SmtpServer, chat: Receiver, tmp_path: Any
 ) -> None:
     routes = tmp_path / "routes.toml"
     routes.write_text('[routes]\nquota = ["json"]\n\n[severity]\ndefault = ["email"]\n')
-    settings = with_channels(engine, smtp, chat.url("json"), routes_file=routes)
+    settings = with_channels(engine, smtp_server, chat.url("json"), routes_file=routes)
     insert(engine, calls(T0 - timedelta(minutes=60), 9, 10_000))  # a burn-rate alert only
     run_tick(engine, settings, T0 + timedelta(minutes=30))
     assert chat.received == []
-    [mail] = smtp.received
+    [mail] = smtp_server.received
     assert "runs out of quota" in mail.subject
 
 
 def test_secrets_are_masked_in_the_ledger_and_the_log(
-    engine: Engine, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+    engine: Engine, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     with running_receiver(fail_first=5) as failing:
         url = f"json://bot:hunter2pass@{failing.host}:{failing.port}/hooks/{TOKEN}"
-        settings = with_channels(engine, smtp, url)
+        settings = with_channels(engine, smtp_server, url)
         half_quota(engine)
         caplog.set_level(logging.DEBUG, logger="monitor")
         caplog.set_level(logging.DEBUG, logger="apprise")  # the sender raises it to INFO
@@ -238,17 +233,18 @@ def test_secrets_are_masked_in_the_ledger_and_the_log(
 
 
 def test_a_bad_url_is_reported_and_the_other_channels_still_work(
-    engine: Engine, smtp: SmtpServer, chat: Receiver, caplog: pytest.LogCaptureFixture
+    engine: Engine, smtp_server: SmtpServer, chat: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = with_channels(engine, smtp, f"nosuchservice://{TOKEN}@x/y, {chat.url('json')}")
+    urls = f"nosuchservice://{TOKEN}@x/y, {chat.url('json')}"
+    settings = with_channels(engine, smtp_server, urls)
     half_quota(engine)
     run_tick(engine, settings, T0)
-    assert len(chat.received) == 1 and len(smtp.received) == 1
+    assert len(chat.received) == 1 and len(smtp_server.received) == 1
     assert "nosuchservice://****" in caplog.text and TOKEN not in caplog.text
 
 
 def test_a_key_channel_replaces_the_common_one_of_its_name(
-    sqlite_url: str, smtp: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, smtp_server: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = make_engine(sqlite_url)
     upgrade(engine)
@@ -262,7 +258,7 @@ def test_a_key_channel_replaces_the_common_one_of_its_name(
             out = runner.invoke(cli, ["keys", "set-channels", "search", chat.url("json")])
             assert out.exit_code == 0, out.output
             assert f"search: json → {chat.url('json')}" in out.output
-            settings = with_channels(engine, smtp, common.url("json"))
+            settings = with_channels(engine, smtp_server, common.url("json"))
             run_tick(engine, settings, T0)
             listed = runner.invoke(cli, ["alerts", "channels"])
         finally:
@@ -275,11 +271,13 @@ def test_a_key_channel_replaces_the_common_one_of_its_name(
 # --- incidents, silences and recoveries through the tick command ------------------------------
 
 
-def _env(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, smtp: SmtpServer, urls: str) -> None:
+def _env(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str, smtp_server: SmtpServer, urls: str
+) -> None:
     for name, value in {
         "DATABASE_URL": sqlite_url,
-        "SMTP_HOST": smtp.host,
-        "SMTP_PORT": str(smtp.port),
+        "SMTP_HOST": smtp_server.host,
+        "SMTP_PORT": str(smtp_server.port),
         "ALERT_TO": "team@example.com",
         "ALERT_URLS": urls,
         "LATENCY_P95_MS": "2000",
@@ -300,9 +298,9 @@ def errors_at(at: datetime) -> list[CallRecord]:
 
 
 def test_an_incident_sends_once_reminds_and_recovers_through_tick(
-    sqlite_url: str, smtp: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, smtp_server: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _env(monkeypatch, sqlite_url, smtp, chat.url("json"))
+    _env(monkeypatch, sqlite_url, smtp_server, chat.url("json"))
     engine = make_engine(sqlite_url)
     upgrade(engine)
     try:
@@ -322,13 +320,13 @@ def test_an_incident_sends_once_reminds_and_recovers_through_tick(
         "Resolved: unnamed key …9f3c: the error rate is back to normal",
     ]
     assert [m.json()["type"] for m in chat.received] == ["failure", "failure", "success"]
-    assert len(smtp.received) == 3
+    assert len(smtp_server.received) == 3
 
 
 def test_a_silence_records_alerts_as_silenced_until_it_is_lifted(
-    sqlite_url: str, smtp: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, smtp_server: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _env(monkeypatch, sqlite_url, smtp, chat.url("json"))
+    _env(monkeypatch, sqlite_url, smtp_server, chat.url("json"))
     engine = make_engine(sqlite_url)
     upgrade(engine)
     try:
@@ -339,7 +337,7 @@ def test_a_silence_records_alerts_as_silenced_until_it_is_lifted(
         insert(engine, errors_at(T0 + timedelta(minutes=1)))
         with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
             assert "1 silenced" in _run("tick")
-        assert chat.received == [] and smtp.received == []
+        assert chat.received == [] and smtp_server.received == []
         with engine.connect() as conn:
             [row] = ledger_rows(conn, KEY)
         assert (row.rule, row.status, row.deliveries) == ("error_rate", "silenced", ())
@@ -359,9 +357,9 @@ def test_a_silence_records_alerts_as_silenced_until_it_is_lifted(
 
 
 def test_latency_p95_over_its_threshold_for_a_window(
-    engine: Engine, smtp: SmtpServer, chat: Receiver
+    engine: Engine, smtp_server: SmtpServer, chat: Receiver
 ) -> None:
-    settings = with_channels(engine, smtp, chat.url("json"), latency_p95_ms=2000)
+    settings = with_channels(engine, smtp_server, chat.url("json"), latency_p95_ms=2000)
     slow = [
         CallRecord(
             started_at=T0 + timedelta(seconds=20 * i),
@@ -388,4 +386,4 @@ def test_latency_p95_over_its_threshold_for_a_window(
     assert [m.json()["title"] for m in chat.received][1:] == [
         "Resolved: model LongCat-2.0: the p95 latency is back under its threshold"
     ]
-    assert len([m for m in smtp.received if "LongCat-2.0" in m.subject]) == 2
+    assert len([m for m in smtp_server.received if "LongCat-2.0" in m.subject]) == 2

@@ -25,8 +25,10 @@ from typing import Any
 
 import httpx
 import pytest
+from dependencies import require
 from smtp_server import SmtpServer, running_smtp_server
 from sqlalchemy import select
+from waiting import eventually
 
 import monitor
 from monitor.capture.fingerprint import key_id
@@ -186,9 +188,7 @@ def test_2_the_spool_never_replays_a_record_it_cannot_write(
     sink = PickySink()
     recorder = Recorder(sink, spool=spool, flush_interval_s=0.05, retry_interval_s=0.05)
     recorder.start()
-    deadline = time.monotonic() + 10
-    while spool.pending() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: not spool.pending(), interval=0.05, what="the spool to be replayed")
     writes = sink.writes
     time.sleep(0.5)
     assert sink.writes == writes  # nothing is tried again
@@ -209,9 +209,7 @@ def test_2_a_new_process_adopts_a_poisoned_spool_and_lands_it(
     left.chmod(0o600)
     recorder = Recorder(SqlSink(database_url), spool=Spool(folder, 10_000_000))
     recorder.start()
-    deadline = time.monotonic() + 30
-    while left.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: not left.exists(), interval=0.05, what="the adopted spool file to go")
     recorder.shutdown(timeout=10)
     rows = stored(database_url)
     ids = [row.event_id for row in rows]
@@ -340,8 +338,7 @@ def test_8_spool_files_and_folder_are_private(tmp_path: Path, make_call_record: 
 
 
 def test_8_a_spool_folder_of_another_user_is_refused(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give the folder to another user")
+    require(os.geteuid() == 0, "root, to give the folder to another user")
     folder = tmp_path / "theirs"
     folder.mkdir(mode=0o700)
     os.chown(folder, 65534, 65534)

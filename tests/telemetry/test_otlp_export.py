@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OtlpReceiver, attributes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from waiting import eventually
 
 import monitor
 from monitor.capture.fingerprint import key_id
@@ -40,12 +41,6 @@ MESSAGES = [{"role": "user", "content": "Summarise the quarterly report in three
 CACHED = 40
 #: What the conventions name, and what must never be sent.
 CONTENT_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt")
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with RunningSimulator() as running:
-        yield running
 
 
 @pytest.fixture
@@ -314,9 +309,8 @@ def test_a_full_exporter_drops_and_counts_instead_of_waiting(
     exporter = OtlpExporter(receiver.endpoint, max_queue=4)
     try:
         exporter.export([make_call_record()])
-        deadline = time.monotonic() + 10
-        while exporter._spans.taken == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the SDK's thread is in the export, waiting on the endpoint
+        # Until the SDK's thread is in the export, waiting on the endpoint.
+        eventually(lambda: exporter._spans.taken, interval=0.01, what="the first export")
         started = time.perf_counter()
         exporter.export([make_call_record() for _ in range(20)])
         elapsed = time.perf_counter() - started
