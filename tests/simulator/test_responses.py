@@ -14,9 +14,9 @@ MODEL = "LongCat-2.0"
 
 
 @pytest.fixture(scope="module")
-def client(simulator: RunningSimulator) -> Iterator[openai.OpenAI]:
+def client(sim: RunningSimulator) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
-        base_url=simulator.openai_base_url, api_key="sk-test", max_retries=0
+        base_url=sim.openai_base_url, api_key="sk-test", max_retries=0
     ) as client:
         yield client
 
@@ -41,9 +41,9 @@ def test_a_response_body_reports_every_usage_field(client: openai.OpenAI) -> Non
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
 
 
-def test_a_stream_ends_with_completed_and_no_done(simulator: RunningSimulator) -> None:
+def test_a_stream_ends_with_completed_and_no_done(sim: RunningSimulator) -> None:
     body = {"model": MODEL, "input": "Say hello.", "stream": True}
-    with httpx2.Client(base_url=simulator.base_url) as http:
+    with httpx2.Client(base_url=sim.base_url) as http:
         raw = http.post(
             "/openai/v1/responses", json=body, headers={"authorization": "Bearer sk-test"}
         ).content
