@@ -33,6 +33,16 @@ DEFAULT_GATEWAY_CONNECT_TIMEOUT_S: Final = 10.0
 DEFAULT_GATEWAY_TIMEOUT_S: Final = 600.0
 #: How often, at most, the gateway's quota guard re-reads the rollup tables.
 DEFAULT_GATEWAY_GUARD_REFRESH_S: Final = 30.0
+#: Largest request body the gateway forwards (LongCat's own requests stay far below it).
+DEFAULT_GATEWAY_MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+#: Seconds a client has to send the whole head of a request, from its first byte (or from
+#: connecting): a client trickling headers holds nothing for longer.
+DEFAULT_GATEWAY_HEADER_TIMEOUT_S: Final = 10.0
+#: Seconds a client may stay silent while the gateway waits on it: for the rest of a request
+#: body, or to read more of an answer.
+DEFAULT_GATEWAY_IDLE_TIMEOUT_S: Final = 30.0
+#: Connections and calls in progress at once; beyond it a new call gets a 503.
+DEFAULT_GATEWAY_MAX_CONCURRENCY: Final = 1000
 #: Shortest MONITOR_GATEWAY_TOKEN accepted (a shared gateway's only protection).
 GATEWAY_TOKEN_MIN_CHARS: Final = 16
 DEFAULT_SMTP_PORT: Final = 25
@@ -95,6 +105,10 @@ class Settings(BaseSettings):
     gateway_guard_refresh_s: float = Field(DEFAULT_GATEWAY_GUARD_REFRESH_S, gt=0)
     gateway_connect_timeout_s: float = Field(DEFAULT_GATEWAY_CONNECT_TIMEOUT_S, gt=0)
     gateway_timeout_s: float = Field(DEFAULT_GATEWAY_TIMEOUT_S, gt=0)
+    gateway_max_body_bytes: int = Field(DEFAULT_GATEWAY_MAX_BODY_BYTES, gt=0)
+    gateway_header_timeout_s: float = Field(DEFAULT_GATEWAY_HEADER_TIMEOUT_S, gt=0)
+    gateway_idle_timeout_s: float = Field(DEFAULT_GATEWAY_IDLE_TIMEOUT_S, gt=0)
+    gateway_max_concurrency: int = Field(DEFAULT_GATEWAY_MAX_CONCURRENCY, gt=0)
     key_secret: SecretStr | None = None
     dashboard_url: str | None = None
     dashboard_password: SecretStr | None = None
