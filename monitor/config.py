@@ -177,6 +177,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("dashboard_password")
+    @classmethod
+    def _check_dashboard_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # blank is no password, never an empty one that anyone can type
+        return value
+
     @field_validator("alert_thresholds", mode="before")
     @classmethod
     def _parse_thresholds(cls, value: Any) -> Any:

@@ -7,6 +7,7 @@ import the wrapper (Claude Code, editors, curl, other languages) through the sam
 
 from monitor.gateway.app import create_gateway_app
 from monitor.gateway.guard import QuotaGuard
-from monitor.gateway.server import RunningGateway, is_loopback, serve_forever
+from monitor.gateway.server import RunningGateway, serve_forever
+from monitor.serving import is_loopback
 
 __all__ = ["QuotaGuard", "RunningGateway", "create_gateway_app", "is_loopback", "serve_forever"]
