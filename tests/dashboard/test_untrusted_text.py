@@ -38,8 +38,15 @@ def markdown_texts(app: Any) -> list[str]:
     return texts
 
 
-def plant(seeded: Seeded) -> None:
+def plant(seeded: Seeded, make_call_record: Callable[..., CallRecord]) -> None:
     now = datetime.now(UTC)
+    call = make_call_record(
+        started_at=now - timedelta(minutes=2),
+        endpoint=ENDPOINT,
+        key_id=key_id(RAW_KEY),
+        key_hint=RAW_KEY[-4:],
+        model=MODEL,
+    )
     with seeded.engine.begin() as conn:
         add_key(
             conn,
@@ -50,31 +57,13 @@ def plant(seeded: Seeded) -> None:
             effective_from=(now - timedelta(days=3)).date(),
             now=now - timedelta(days=3),
         )
-        insert_calls(
-            conn,
-            [
-                CallRecord(
-                    started_at=now - timedelta(minutes=2),
-                    api="openai",
-                    endpoint=ENDPOINT,
-                    key_id=key_id(RAW_KEY),
-                    key_hint=RAW_KEY[-4:],
-                    model=MODEL,
-                    status_code=200,
-                    latency_ms=50.0,
-                    input_tokens=10,
-                    output_tokens=5,
-                    total_tokens=15,
-                    usage_source="reported",
-                )
-            ],
-        )
+        insert_calls(conn, [call])
 
 
 def test_names_models_and_endpoints_are_shown_as_text(
-    seeded: Seeded, open_app: Callable[..., Any]
+    seeded: Seeded, open_app: Callable[..., Any], make_call_record: Callable[..., CallRecord]
 ) -> None:
-    plant(seeded)
+    plant(seeded, make_call_record)
     from monitor.config import load_settings
     from monitor.ledger.rollup import run_rollup
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Self
 
 from monitor.serving import LOCALHOST
@@ -75,20 +76,19 @@ class RecordingUpstream:
     def url(self) -> str:
         return f"http://{LOCALHOST}:{self._server.server_address[1]}"
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+    @classmethod
+    @contextmanager
+    def running(cls, *, unframed: bool = False, rest_bytes: int = 0) -> Iterator[Self]:
+        """The upstream, served on a thread until the block ends."""
+        upstream = cls(unframed=unframed, rest_bytes=rest_bytes)
+        upstream._thread.start()
+        try:
+            yield upstream
+        finally:
+            upstream.release.set()
+            upstream._server.shutdown()
+            upstream._server.server_close()
+            upstream._thread.join(timeout=10)
 
 
 FIRST_PART = b'{"id": "unframed", "text": "'

@@ -149,7 +149,7 @@ def test_connections_beyond_the_limit_get_a_503(gateway_for: GatewayFactory) -> 
 
 @pytest.fixture
 def unframed() -> Iterator[RecordingUpstream]:
-    with RecordingUpstream(unframed=True, rest_bytes=1024 * 1024) as running:
+    with RecordingUpstream.running(unframed=True, rest_bytes=1024 * 1024) as running:
         yield running
 
 
@@ -188,7 +188,7 @@ def test_a_client_that_stops_reading_is_dropped(
     gateway_for: GatewayFactory, captured: CapturedCalls
 ) -> None:
     size = 32 * 1024 * 1024  # more than the socket buffers on both sides hold
-    with RecordingUpstream(unframed=True, rest_bytes=size) as upstream:
+    with RecordingUpstream.running(unframed=True, rest_bytes=size) as upstream:
         gateway = gateway_for(
             recorder=captured, upstream_url=upstream.url, gateway_idle_timeout_s=1.0
         )

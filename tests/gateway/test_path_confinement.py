@@ -33,7 +33,7 @@ ESCAPES = [
 
 @pytest.fixture
 def upstream() -> Iterator[RecordingUpstream]:
-    with RecordingUpstream() as running:
+    with RecordingUpstream.running() as running:
         yield running
 
 
