@@ -18,8 +18,7 @@ from typing import Final
 
 import streamlit as st
 
-from monitor.config import Settings
-from monitor.serving import is_loopback
+from monitor.config import Settings, is_loopback
 
 #: Wrong passwords one session may give before each next try has to wait.
 SESSION_FREE_FAILURES: Final = 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -310,6 +311,21 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only (the gateway and
+    the dashboard refuse any other address unless their token or password is set).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_spool_dir(database_url: str, home: Path) -> Path:

@@ -1,9 +1,8 @@
-"""What the servers share: a uvicorn server on a background thread, a log filter that keeps a
-deliberate dropped connection from being logged as a crash, and whether an address is local."""
+"""What the simulator and the gateway share: a uvicorn server on a background thread, and a log
+filter that keeps a deliberate dropped connection from being logged as a crash."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
@@ -17,20 +16,6 @@ import uvicorn
 LOCALHOST: Final = "127.0.0.1"
 STARTUP_TIMEOUT_S: Final = 10.0
 GRACEFUL_SHUTDOWN_S: Final = 2
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps a server reachable from this machine only.
-
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-    (True, True, False)
-    """
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def raised_within(exc: BaseException | None, kind: type[BaseException]) -> bool:

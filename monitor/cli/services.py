@@ -8,8 +8,7 @@ import sys
 import click
 
 from monitor.cli.common import describe_db, fail, settings_or_exit
-from monitor.config import ConfigError, Settings
-from monitor.serving import is_loopback
+from monitor.config import ConfigError, Settings, is_loopback
 
 
 @click.command()
