@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from monitor.dashboard import common
+from monitor.dashboard import access, common
 from monitor.queries import DatabaseState, database_status
 
 RETRY_DATABASE_S = 15
@@ -20,7 +20,7 @@ st.set_page_config(
 )
 
 settings = common.settings_or_stop()
-common.password_gate(settings)
+access.password_gate(settings)
 engine = common.engine_for(settings.database_url)
 status = database_status(engine)
 

@@ -5,8 +5,8 @@ Pages read the database only through :mod:`monitor.queries`; nothing here holds 
 
 from __future__ import annotations
 
-import hmac
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -31,6 +31,9 @@ from monitor.queries import (
     model_choices,
 )
 
+#: Markdown (and Streamlit's own ``:color[…]``) may read any ASCII punctuation as syntax; a
+#: backslash before it always means the character itself.
+_MARKDOWN_SYNTAX: Final = re.compile(f"([{re.escape(string.punctuation)}])")
 RANGES: Final = {"Today": 1, "7 days": 7, "30 days": 30, "90 days": 90}
 REFRESH_CHOICES: Final = {"off": None, "30 s": 30, "1 min": 60, "5 min": 300}
 DEFAULT_REFRESH: Final = "1 min"
@@ -80,22 +83,15 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
-def password_gate(settings: Settings) -> None:
-    """Ask for ``MONITOR_DASHBOARD_PASSWORD`` when one is set; stop until it is given."""
-    if settings.dashboard_password is None or st.session_state.get("_authenticated"):
-        return
-    expected = settings.dashboard_password.get_secret_value().encode()
-    st.title("LongCat usage monitor")
-    with st.form("login"):
-        given = st.text_input("Dashboard password", type="password")
-        submitted = st.form_submit_button("Sign in")
-    if submitted:
-        if hmac.compare_digest(given.encode(), expected):
-            st.session_state["_authenticated"] = True
-            st.rerun()
-        st.error("That password is not right.")
-    st.caption("The password is the server's MONITOR_DASHBOARD_PASSWORD.")
-    st.stop()
+def as_text(value: object) -> str:
+    r"""``value`` for a place Streamlit renders as Markdown (titles, captions, labels): shown as
+    written on one line, never as a link, an image or formatting. Names, models, endpoints and
+    messages come from traffic or from whoever registered a key.
+
+    >>> print(as_text("**[x](https://example.com)**"))
+    \*\*\[x\]\(https\:\/\/example\.com\)\*\*
+    """
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", " ".join(str(value).split()))
 
 
 # --- time zones ----------------------------------------------------------------------------
@@ -238,11 +234,11 @@ def filters_caption(ctx: Context) -> str:
     f = ctx.filters
     parts = [f"{f.start} to {f.end}" if f.days > 1 else f"{f.start}"]
     if f.key_ids:
-        parts.append("keys: " + ", ".join(ctx.key_label(k) for k in f.key_ids))
+        parts.append("keys: " + ", ".join(as_text(ctx.key_label(k)) for k in f.key_ids))
     if f.models:
-        parts.append("models: " + ", ".join(m or "(not recorded)" for m in f.models))
+        parts.append("models: " + ", ".join(as_text(m or "(not recorded)") for m in f.models))
     if f.endpoints:
-        parts.append("endpoints: " + ", ".join(f.endpoints))
+        parts.append("endpoints: " + ", ".join(as_text(e) for e in f.endpoints))
     return " · ".join(parts) + f" · quota days in {ctx.tz_label}"
 
 
@@ -269,7 +265,7 @@ def run_page(render: Callable[[Context], None]) -> None:
                 "The database stopped answering while this page was read. "
                 "It will be tried again on the next refresh."
             )
-            st.caption(str(exc).splitlines()[0][:300])
+            st.caption(as_text(str(exc).splitlines()[0][:300]))
         if current.refresh_s:
             st.caption(
                 f"Refreshed {fmt_time(datetime.now(UTC), current.tz, seconds=True)} "
@@ -339,7 +335,7 @@ def show_getting_started(status: DatabaseStatus) -> None:
 def show_database_problem(status: DatabaseStatus) -> None:
     st.title("LongCat usage monitor")
     st.error(f"The dashboard cannot read its database at `{status.where}`.")
-    st.markdown(status.message or "The database did not answer.")
+    st.markdown(as_text(status.message) if status.message else "The database did not answer.")
     st.markdown(
         "Check `MONITOR_DATABASE_URL` and that the database server is running; for Postgres, "
         "bring the schema up to date with `longcat-monitor db upgrade`. "

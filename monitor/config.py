@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -33,6 +34,16 @@ DEFAULT_GATEWAY_CONNECT_TIMEOUT_S: Final = 10.0
 DEFAULT_GATEWAY_TIMEOUT_S: Final = 600.0
 #: How often, at most, the gateway's quota guard re-reads the rollup tables.
 DEFAULT_GATEWAY_GUARD_REFRESH_S: Final = 30.0
+#: Largest request body the gateway forwards (LongCat's own requests stay far below it).
+DEFAULT_GATEWAY_MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+#: Seconds a client has to send the whole head of a request, from its first byte (or from
+#: connecting): a client trickling headers holds nothing for longer.
+DEFAULT_GATEWAY_HEADER_TIMEOUT_S: Final = 10.0
+#: Seconds a client may stay silent while the gateway waits on it: for the rest of a request
+#: body, or to read more of an answer.
+DEFAULT_GATEWAY_IDLE_TIMEOUT_S: Final = 30.0
+#: Connections and calls in progress at once; beyond it a new call gets a 503.
+DEFAULT_GATEWAY_MAX_CONCURRENCY: Final = 1000
 #: Shortest MONITOR_GATEWAY_TOKEN accepted (a shared gateway's only protection).
 GATEWAY_TOKEN_MIN_CHARS: Final = 16
 DEFAULT_SMTP_PORT: Final = 25
@@ -95,6 +106,10 @@ class Settings(BaseSettings):
     gateway_guard_refresh_s: float = Field(DEFAULT_GATEWAY_GUARD_REFRESH_S, gt=0)
     gateway_connect_timeout_s: float = Field(DEFAULT_GATEWAY_CONNECT_TIMEOUT_S, gt=0)
     gateway_timeout_s: float = Field(DEFAULT_GATEWAY_TIMEOUT_S, gt=0)
+    gateway_max_body_bytes: int = Field(DEFAULT_GATEWAY_MAX_BODY_BYTES, gt=0)
+    gateway_header_timeout_s: float = Field(DEFAULT_GATEWAY_HEADER_TIMEOUT_S, gt=0)
+    gateway_idle_timeout_s: float = Field(DEFAULT_GATEWAY_IDLE_TIMEOUT_S, gt=0)
+    gateway_max_concurrency: int = Field(DEFAULT_GATEWAY_MAX_CONCURRENCY, gt=0)
     key_secret: SecretStr | None = None
     dashboard_url: str | None = None
     dashboard_password: SecretStr | None = None
@@ -161,6 +176,13 @@ class Settings(BaseSettings):
                 f"expected at least {GATEWAY_TOKEN_MIN_CHARS} characters with no spaces "
                 "(for example the output of `openssl rand -hex 24`)"
             )
+        return value
+
+    @field_validator("dashboard_password")
+    @classmethod
+    def _check_dashboard_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # blank is no password, never an empty one that anyone can type
         return value
 
     @field_validator("alert_thresholds", mode="before")
@@ -289,6 +311,21 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only (the gateway and
+    the dashboard refuse any other address unless their token or password is set).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_spool_dir(database_url: str, home: Path) -> Path:

@@ -120,6 +120,18 @@ def test_the_gateway_cannot_start_without_its_token(compose: dict[str, Any]) -> 
     assert str(gateway["MONITOR_GATEWAY_TOKEN"]).startswith("${MONITOR_GATEWAY_TOKEN:?")
 
 
+def test_the_dashboard_is_local_or_behind_its_password(compose: dict[str, Any]) -> None:
+    """Finding 9 of issue 12: it was published on every interface with no password. Now it is
+    published on the host's loopback only, and cannot start without a password either (it
+    listens on every address inside its container, which the command refuses without one)."""
+    dashboard = services(compose)["dashboard"]
+    assert [str(p) for p in dashboard["ports"]] == ["127.0.0.1:8501:8501"]
+    password = str(dashboard["environment"]["MONITOR_DASHBOARD_PASSWORD"])
+    assert password.startswith("${MONITOR_DASHBOARD_PASSWORD:?")
+    assert "MONITOR_DATABASE_URL" in dashboard["environment"]  # the shared environment, kept
+    assert re.search(r"^MONITOR_DASHBOARD_PASSWORD=$", ENV_EXAMPLE.read_text(), re.MULTILINE)
+
+
 def test_compose_uses_only_known_variables(compose: dict[str, Any]) -> None:
     named = set(MONITOR_VAR.findall(COMPOSE.read_text()))
     assert "MONITOR_DATABASE_URL" in named
@@ -162,6 +174,7 @@ def test_env_example_as_given_is_a_valid_configuration(monkeypatch: pytest.Monke
             monkeypatch.setenv(name, value)
     settings = load_settings()
     assert settings.gateway_token is None  # left for the user to fill in
+    assert settings.dashboard_password is None
     assert settings.retention_days is None
     shown = {
         m[1]: m[2]
@@ -174,6 +187,10 @@ def test_env_example_as_given_is_a_valid_configuration(monkeypatch: pytest.Monke
     assert int(shown["MONITOR_PARTITION_DAYS_AHEAD"]) == defaults.partition_days_ahead
     assert int(shown["MONITOR_SPOOL_MAX_BYTES"]) == defaults.spool_max_bytes
     assert shown["MONITOR_UPSTREAM_URL"] == defaults.upstream_url
+    assert int(shown["MONITOR_GATEWAY_MAX_BODY_BYTES"]) == defaults.gateway_max_body_bytes
+    assert float(shown["MONITOR_GATEWAY_HEADER_TIMEOUT_S"]) == defaults.gateway_header_timeout_s
+    assert float(shown["MONITOR_GATEWAY_IDLE_TIMEOUT_S"]) == defaults.gateway_idle_timeout_s
+    assert int(shown["MONITOR_GATEWAY_MAX_CONCURRENCY"]) == defaults.gateway_max_concurrency
 
 
 def test_dockerfile_entrypoint_is_the_console_script() -> None:

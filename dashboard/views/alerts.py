@@ -46,7 +46,7 @@ def render(ctx: common.Context) -> None:
     for col, status in zip(cols, STATUS_ORDER, strict=True):
         col.metric(status.replace("_", " "), f"{counts.get(status, 0):,}")
     for problem in setup.problems:
-        st.error(problem)
+        st.error(common.as_text(problem))
 
     left, right = st.columns(2)
     with left:
@@ -105,7 +105,7 @@ def render(ctx: common.Context) -> None:
     for row in overview.rows[:SHOWN_BODIES]:
         if row.status == SKIPPED:
             continue
-        with st.expander(f"{row.subject} — {row.status}"):
+        with st.expander(common.as_text(f"{row.subject} — {row.status}")):
             st.text(row.body_text)
 
 
@@ -174,9 +174,9 @@ def _channels(ctx: common.Context, setup: AlertSetup) -> None:
             with st.spinner("Sending…"):
                 ChannelSender(lambda: s)(channel, sample_message(s, datetime.now(UTC)))
         except DeliveryError as exc:
-            st.error(f"Not sent: {exc}")
+            st.error(f"Not sent: {common.as_text(exc)}")
         else:
-            st.success(f"Accepted by {channel.name} ({channel.target}).")
+            st.success(f"Accepted by {common.as_text(f'{channel.name} ({channel.target})')}.")
 
 
 def _silences(ctx: common.Context, setup: AlertSetup, now: datetime) -> None:
@@ -210,7 +210,7 @@ def _silences(ctx: common.Context, setup: AlertSetup, now: datetime) -> None:
     if add and rule is not None and key is not None and span is not None:
         with ctx.engine.begin() as conn:
             made = silence(conn, rule, keys[key], now, timedelta(hours=SILENCE_SPANS[span]))
-        st.success(f"Silence #{made.id}: {rule} for {key}, {span}.")
+        st.success(f"Silence #{made.id}: {rule} for {common.as_text(key)}, {span}.")
     if setup.silences:
         with st.form("unsilence"):
             chosen = st.selectbox("End silence", [s.id for s in setup.silences])

@@ -48,7 +48,8 @@ def render(ctx: common.Context) -> None:
     for k in keys:
         if k.name is None:
             continue
-        with st.expander(f"{k.name} …{k.hint}", expanded=len(k.history) > 1):
+        label = common.as_text(f"{k.name} …{k.hint}")
+        with st.expander(label, expanded=len(k.history) > 1):
             if not k.history:
                 st.write(f"No dated quota: the default {ctx.settings.default_quota:,} applies.")
                 continue

@@ -75,7 +75,7 @@ def _key_panel(ctx: common.Context, today: TodayOverview, key: KeyToday) -> None
     name = usage.name or "unnamed key"
     hint = f"…{usage.hint}" if usage.hint else ""
     with st.container(border=True):
-        st.subheader(f"{name} {hint}".strip())
+        st.subheader(common.as_text(f"{name} {hint}".strip()))
         fraction = usage.used_fraction
         st.progress(
             min(fraction, 1.0),

@@ -162,9 +162,9 @@ class ChannelBook:
     """The channels in force: the common ones, each key's own, the routes, and what was wrong
     with the configuration (a bad URL or route is left out and reported, never fatal).
 
-    ``by_key`` is keyed by the ledger's ``key_id``. Pools (another branch) hook in here: a
-    ``pools set-channels`` stores URLs on the pool, and :func:`load_channels` adds them under the
-    ``key_id`` the pool's alerts are recorded with.
+    ``by_key`` is keyed by the ledger's ``key_id``: a key's own channels under its key id, a
+    pool's (``pools set-channels``) under ``pool:NAME``, the ``key_id`` its alerts are recorded
+    with.
     """
 
     common: tuple[Channel, ...] = ()

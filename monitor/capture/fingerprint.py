@@ -35,11 +35,16 @@ def key_hint(raw_key: str) -> str:
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The API key a request carries, from ``x-api-key`` or ``Authorization: Bearer``."""
-    if x_api_key and x_api_key.strip():
-        return x_api_key.strip()
+    """The API key a request is billed to: the ``Authorization: Bearer`` one, which is what
+    LongCat bills, else ``x-api-key`` (sent alone by the Anthropic SDK).
+
+    >>> key_from_headers("Bearer sk-billed", "sk-other")
+    'sk-billed'
+    """
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
     return None

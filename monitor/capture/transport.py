@@ -159,11 +159,12 @@ class CallStarter:
 
 def pick_headers(raw: list[tuple[bytes, bytes]], names: Mapping[bytes, str]) -> dict[str, str]:
     """The wanted headers (lower-case names, from :func:`header_names`) in one pass over a raw
-    ``(name, value)`` list."""
+    ``(name, value)`` list. A header given twice is read from its first line, as servers that
+    take one value do (Go's ``Header.Get``, Node for ``Authorization``)."""
     picked: dict[str, str] = {}
     for name, value in raw:
         lowered = name.lower()
-        if lowered in names:
+        if lowered in names and names[lowered] not in picked:
             picked[names[lowered]] = value.decode("latin-1")
     return picked
 
@@ -176,7 +177,7 @@ def _picked_from(headers: Any, names: Mapping[bytes, str]) -> dict[str, str]:
         return pick_headers(headers.raw, names)
     picked: dict[str, str] = {}
     for _, lowered, value in entries:
-        if lowered in names:
+        if lowered in names and names[lowered] not in picked:
             picked[names[lowered]] = value.decode("latin-1")
     return picked
 

@@ -8,7 +8,7 @@ import sys
 import click
 
 from monitor.cli.common import describe_db, fail, settings_or_exit
-from monitor.config import ConfigError
+from monitor.config import ConfigError, Settings, is_loopback
 
 
 @click.command()
@@ -29,7 +29,7 @@ def gateway(host: str, port: int, upstream: str | None) -> None:
     """Run the monitoring gateway: a local proxy for /openai/... and /anthropic/... that records
     every call (point Claude Code, curl or any SDK at it instead of api.longcat.chat)."""
     from monitor.config import load_settings
-    from monitor.gateway.server import is_loopback, serve_forever
+    from monitor.gateway.server import serve_forever
 
     settings = settings_or_exit()
     if upstream is not None:
@@ -74,7 +74,7 @@ def dashboard(host: str, port: int) -> None:
     """Serve the team dashboard (Streamlit) on MONITOR_DATABASE_URL."""
     from monitor.cli.dashboard_server import dashboard_url, streamlit_argv
 
-    settings_or_exit()
+    _refuse_public_dashboard(host, settings_or_exit())
     argv = streamlit_argv(host, port)
     click.echo(f"longcat-monitor: dashboard on {dashboard_url(host, port)}", err=True)
     sys.stdout.flush()
@@ -90,5 +90,16 @@ def demo(host: str, port: int, seed_only: bool) -> None:
     """See it work with no API key: simulator, real SDK traffic, alerts, dashboard."""
     from monitor.cli.demo import run_demo
 
-    settings_or_exit()
+    _refuse_public_dashboard(host, settings_or_exit())
     run_demo(host=host, port=port, seed_only=seed_only)
+
+
+def _refuse_public_dashboard(host: str, settings: Settings) -> None:
+    """Stop unless the dashboard on ``host`` is either local or behind its password: it shows
+    every key's usage and can send e-mail through the team's SMTP login."""
+    if not is_loopback(host) and settings.dashboard_password is None:
+        fail(
+            f"refusing to serve the dashboard on {host}, reachable from other machines, without "
+            "a password: set MONITOR_DASHBOARD_PASSWORD, or keep the default --host 127.0.0.1",
+            status=2,
+        )

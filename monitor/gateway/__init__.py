@@ -5,8 +5,9 @@ import the wrapper (Claude Code, editors, curl, other languages) through the sam
 ...     anthropic.Anthropic(base_url=gw.anthropic_base_url, api_key="…").messages.create(...)
 """
 
+from monitor.config import is_loopback
 from monitor.gateway.app import create_gateway_app
 from monitor.gateway.guard import QuotaGuard
-from monitor.gateway.server import RunningGateway, is_loopback, serve_forever
+from monitor.gateway.server import RunningGateway, serve_forever
 
 __all__ = ["QuotaGuard", "RunningGateway", "create_gateway_app", "is_loopback", "serve_forever"]

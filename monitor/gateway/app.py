@@ -4,9 +4,15 @@ Every call goes out through the monitored transport
 (:func:`~monitor.instrument.instrument_transport`, ``source="gateway"``) around
 :class:`~monitor.gateway.upstream.UpstreamTransport`, so it is recorded exactly as a wrapped SDK
 call is. The client gets the upstream's status, headers (less hop-by-hop ones) and raw body bytes,
-still compressed if they were; a stream is relayed chunk by chunk as it arrives. The key travels
-upstream unchanged and is kept only as the transport keeps it: as a fingerprint. A plain ASGI app:
-the hot path is one function call deep.
+still compressed if they were; a stream, or any body of no stated length, is relayed piece by
+piece as it arrives. The key travels upstream unchanged and is kept only as the transport keeps
+it: as a fingerprint. A plain ASGI app: the hot path is one function call deep.
+
+Before anything goes upstream the gateway refuses, each in the API's own error shape: a path
+that is not ``/openai/…`` or ``/anthropic/…`` as sent (404), one with dot segments or encoded
+separators (400; what passes is forwarded byte for byte), credentials that name two keys (400),
+a missing access token (401), a key over its quota (429, with the guard on), a body over
+``MONITOR_GATEWAY_MAX_BODY_BYTES`` (413).
 
 >>> app = create_gateway_app(load_settings())  # doctest: +SKIP
 >>> uvicorn.run(app, host="127.0.0.1", port=8787)  # doctest: +SKIP
@@ -24,10 +30,13 @@ import httpx2
 from monitor.capture.fingerprint import key_from_headers, key_id
 from monitor.capture.transport import header_names, pick_headers
 from monitor.gateway.errors import (
+    AMBIGUOUS_CREDENTIALS,
     GATEWAY_TOKEN,
+    INVALID_PATH,
     METHOD_NOT_ALLOWED,
     NOT_PROXIED,
     QUOTA_EXCEEDED,
+    REQUEST_TOO_LARGE,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     ErrorAnswer,
@@ -36,6 +45,7 @@ from monitor.gateway.errors import (
 )
 from monitor.gateway.guard import QuotaGuard
 from monitor.gateway.protocol import CLIENT_GONE
+from monitor.gateway.request_checks import credential_problem, path_problem
 from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
 from monitor.records import CallRecord
@@ -68,7 +78,7 @@ HOP_BY_HOP: Final = frozenset(
 )
 #: ``Connection`` values that name no other header to drop.
 _CONNECTION_OPTIONS: Final = frozenset({b"keep-alive", b"close", b""})
-PROXIED_PREFIXES: Final = ("/openai/", "/anthropic/")
+PROXIED_PREFIXES: Final = (b"/openai/", b"/anthropic/")
 PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 #: Headers the gateway itself reads from a client's request.
 _CLIENT_HEADERS: Final = header_names(
@@ -77,6 +87,10 @@ _CLIENT_HEADERS: Final = header_names(
 _METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
 #: Upstream URLs kept parsed, by path and query (a gateway sees few distinct ones).
 URL_CACHE_SIZE: Final = 256
+
+
+class ClientGoneError(Exception):
+    """The client left before its request had arrived whole: nothing is forwarded."""
 
 
 class UpstreamCutError(Exception):
@@ -137,16 +151,34 @@ async def _send_answer(send: Send, answer: ErrorAnswer) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None once it passes ``limit`` bytes (the rest is left unread);
+    raises :class:`ClientGoneError` if the client leaves first."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGoneError
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
-        return body  # the usual request: one piece, not copied
+        return body if len(body) <= limit else None  # the usual request: one piece, not copied
     parts = [body]
+    size = len(body)
     while message.get("more_body", False):
         message = await receive()
-        parts.append(message.get("body", b""))
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        part: bytes = message.get("body", b"")
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
     return b"".join(parts)
+
+
+def _stated_length(raw_headers: RawHeaders) -> int | None:
+    for name, value in raw_headers:
+        if name == b"content-length":
+            return int(value) if value.strip().isdigit() else None
+    return None
 
 
 class ProxyExchange:
@@ -248,18 +280,21 @@ class ProxyExchange:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         length = upstream.headers.get("content-length", "")
-        if not length.isdigit() or upstream.status_code in (204, 304):
-            # No length from the upstream (or none that a body follows): the whole body tells it.
+        if upstream.status_code in (204, 304):
+            # No body follows, whatever the headers say.
             body = b"".join([chunk async for chunk in stream])
             headers.append((b"content-length", str(len(body)).encode()))
             self._started = self._answered = True
             await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        # The upstream's length holds (the monitor rewrites only event streams). Each piece goes
-        # on when the next arrives, so the last one ends the answer once the body has ended and
-        # the call's record is handed over: the client never has its answer before the monitor.
-        headers.append((b"content-length", length.encode("latin-1")))
+        if length.isdigit():
+            # The upstream's length holds (the monitor rewrites only event streams).
+            headers.append((b"content-length", length.encode("latin-1")))
+        # (Without one the server frames the body, chunked, and it is never held whole.) Each
+        # piece goes on when the next arrives, so the last one ends the answer once the body has
+        # ended and the call's record is handed over: the client never has its answer before the
+        # monitor.
         held = b""
         async for chunk in stream:
             if chunk:
@@ -293,6 +328,8 @@ class GatewayApp:
         self._guard = guard
         self._upstream = settings.upstream_url.rstrip("/")
         self._host = httpx2.URL(self._upstream).netloc
+        self._upstream_path = httpx2.URL(self._upstream).raw_path.rstrip(b"/")
+        self._max_body = settings.gateway_max_body_bytes
         self._urls: dict[bytes, httpx2.URL] = {}
         self._timeouts = httpx2.Timeout(
             settings.gateway_timeout_s, connect=settings.gateway_connect_timeout_s
@@ -318,33 +355,75 @@ class GatewayApp:
         return hmac.compare_digest(offered.encode(), self._token)
 
     async def _serve(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+        # The path as sent, never decoded: it is what is checked and what is forwarded.
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1")
         method: str = scope["method"]
-        if not path.startswith(PROXIED_PREFIXES):
-            message = (
-                f"{method} {path}: the longcat-monitor gateway forwards only "
-                "/openai/... and /anthropic/..."
-            )
-            await _send_answer(send, gateway_error(path, NOT_PROXIED, message))
-            return
-        if method not in PROXIED_METHODS:
-            message = f"{method} is not forwarded by the longcat-monitor gateway."
-            await _send_answer(send, gateway_error(path, METHOD_NOT_ALLOWED, message))
+        refusal = self._path_refusal(raw_path, path, method)
+        if refusal is not None:
+            await _send_answer(send, refusal)
             return
         raw_headers: RawHeaders = scope["headers"]
-        if self._token is not None or self._guard is not None:
-            refusal = await self._refusal(raw_headers, path)
-            if refusal is not None:
-                await _send_answer(send, refusal)
+        refusal = await self._refusal(raw_headers, path)
+        if refusal is not None:
+            await _send_answer(send, refusal)
+            return
+        url = self._url(raw_path, scope.get("query_string", b""))
+        if url is None:
+            message = f"{path}: this path would not reach the upstream as it was sent."
+            await _send_answer(send, gateway_error(path, INVALID_PATH, message))
+            return
+        body: bytes | None = None
+        if (_stated_length(raw_headers) or 0) <= self._max_body:
+            try:
+                body = await _read_body(receive, self._max_body)
+            except ClientGoneError:
                 return
-        body = await _read_body(receive)
-        request = self._upstream_request(scope, method, raw_headers, body)
+        if body is None:
+            await _send_answer(send, self._too_large(path))
+            return
+        request = self._upstream_request(url, method, raw_headers, body)
         extensions = scope.get("extensions")
         gone = extensions.get(CLIENT_GONE) if extensions else None
         await ProxyExchange(self._transport, request, path).run(receive, send, gone)
 
+    def _path_refusal(self, raw_path: bytes, path: str, method: str) -> ErrorAnswer | None:
+        if not raw_path.startswith(PROXIED_PREFIXES):
+            message = (
+                f"{method} {path}: the longcat-monitor gateway forwards only "
+                "/openai/... and /anthropic/..."
+            )
+            return gateway_error(path, NOT_PROXIED, message)
+        problem = path_problem(raw_path)
+        if problem is not None:
+            message = f"{path}: the longcat-monitor gateway forwards no path with {problem}."
+            return gateway_error(path, INVALID_PATH, message)
+        if method not in PROXIED_METHODS:
+            message = f"{method} is not forwarded by the longcat-monitor gateway."
+            return gateway_error(path, METHOD_NOT_ALLOWED, message)
+        return None
+
+    def _too_large(self, path: str) -> ErrorAnswer:
+        message = (
+            f"The request body is larger than the {self._max_body:,} bytes this longcat-monitor "
+            "gateway forwards (MONITOR_GATEWAY_MAX_BODY_BYTES)."
+        )
+        # The rest of the body is never read: the connection ends with the answer.
+        return gateway_error(path, REQUEST_TOO_LARGE, message, headers={"connection": "close"})
+
     async def _refusal(self, raw_headers: RawHeaders, path: str) -> ErrorAnswer | None:
-        """The answer to a call the access token or the quota guard refuses, else None."""
+        """The answer to a call refused for its credentials, the access token or the quota
+        guard, else None."""
+        problem = credential_problem(raw_headers)
+        if problem is not None:
+            message = (
+                f"This request carries {problem}: send the API key once, as "
+                "'Authorization: Bearer <key>' (or 'x-api-key: <key>'), so the key that is "
+                "billed is the key that is counted (longcat-monitor gateway)."
+            )
+            return gateway_error(path, AMBIGUOUS_CREDENTIALS, message)
+        if self._token is None and self._guard is None:
+            return None
         wanted = pick_headers(raw_headers, _CLIENT_HEADERS)
         if not self.token_accepted(wanted):
             message = (
@@ -357,18 +436,14 @@ class GatewayApp:
         return None
 
     def _upstream_request(
-        self, scope: dict[str, Any], method: str, raw_headers: RawHeaders, body: bytes
+        self, url: httpx2.URL, method: str, raw_headers: RawHeaders, body: bytes
     ) -> httpx2.Request:
-        target: bytes = scope.get("raw_path") or scope["path"].encode()
-        query: bytes = scope.get("query_string", b"")
-        if query:
-            target += b"?" + query
         headers = [(b"host", self._host), *filter_headers(raw_headers)]
         if body or method in _METHODS_WITH_BODY:
             headers.append((b"content-length", str(len(body)).encode()))
         request = httpx2.Request(
             method,
-            self._url(target),
+            url,
             headers=headers,
             stream=httpx2.ByteStream(body),
             extensions={"timeout": self._timeouts},
@@ -376,12 +451,18 @@ class GatewayApp:
         request.read()  # the body as content, for the monitored transport (no copy: one piece)
         return request
 
-    def _url(self, target: bytes) -> httpx2.URL:
+    def _url(self, raw_path: bytes, query: bytes) -> httpx2.URL | None:
+        """The upstream URL of ``raw_path`` and ``query``; None if parsing it would change the
+        path (the URL parser normalises, and what was checked is what must go out)."""
+        target = raw_path + b"?" + query if query else raw_path
         url = self._urls.get(target)
         if url is None:
+            url = httpx2.URL(self._upstream + target.decode("latin-1"))
+            if url.raw_path.partition(b"?")[0] != self._upstream_path + raw_path:
+                return None
             if len(self._urls) >= URL_CACHE_SIZE:
                 self._urls.clear()
-            url = self._urls[target] = httpx2.URL(self._upstream + target.decode("latin-1"))
+            self._urls[target] = url
         return url
 
     async def _check_quota(self, headers: dict[str, str], path: str) -> ErrorAnswer | None:

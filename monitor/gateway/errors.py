@@ -32,6 +32,15 @@ GATEWAY_TOKEN: Final = ErrorKind(
 )
 QUOTA_EXCEEDED: Final = ErrorKind(429, "rate_limit_error", "rate_limit_error", "quota_exceeded")
 NOT_PROXIED: Final = ErrorKind(404, "invalid_request_error", "not_found_error", "not_found")
+INVALID_PATH: Final = ErrorKind(
+    400, "invalid_request_error", "invalid_request_error", "invalid_path"
+)
+AMBIGUOUS_CREDENTIALS: Final = ErrorKind(
+    400, "invalid_request_error", "invalid_request_error", "ambiguous_credentials"
+)
+REQUEST_TOO_LARGE: Final = ErrorKind(
+    413, "invalid_request_error", "request_too_large", "request_too_large"
+)
 METHOD_NOT_ALLOWED: Final = ErrorKind(
     405, "invalid_request_error", "invalid_request_error", "method_not_allowed"
 )

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any, Final
 
 import uvicorn
@@ -26,27 +25,20 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8787
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the gateway reachable from this machine only.
-
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-    (True, True, False)
-    """
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def gateway_config(app: Any, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+def gateway_config(
+    app: Any, settings: Settings, host: str, port: int, log_level: str = "info"
+) -> uvicorn.Config:
     quiet_about(UpstreamCutError)
+    # uvicorn's httptools protocol, head and body in one write, with header and idle timeouts
+    protocol = GatewayHttpProtocol.with_timeouts(
+        settings.gateway_header_timeout_s, settings.gateway_idle_timeout_s
+    )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=GatewayHttpProtocol,  # uvicorn's httptools protocol, head and body in one write
+        http=protocol,
+        limit_concurrency=settings.gateway_max_concurrency,
         ws="none",
         lifespan="on",
         log_level=log_level,
@@ -60,7 +52,7 @@ def gateway_config(app: Any, host: str, port: int, log_level: str = "info") -> u
 
 def serve_forever(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the gateway until interrupted (``longcat-monitor gateway``)."""
-    uvicorn.Server(gateway_config(create_gateway_app(settings), host, port)).run()
+    uvicorn.Server(gateway_config(create_gateway_app(settings), settings, host, port)).run()
 
 
 class RunningGateway(ServerThread):
@@ -81,4 +73,6 @@ class RunningGateway(ServerThread):
         app = create_gateway_app(
             settings, upstream_transport=upstream_transport, recorder=recorder, guard=guard
         )
-        super().__init__(lambda host, port: gateway_config(app, host, port, "warning"), "gateway")
+        super().__init__(
+            lambda host, port: gateway_config(app, settings, host, port, "warning"), "gateway"
+        )

@@ -501,6 +501,8 @@ class Pool(Base):
     name: Mapped[str] = mapped_column(String(), primary_key=True)
     budget_nanos: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: the pool's own notification URLs (``pools set-channels``), as :attr:`Key.channels`
+    channels: Mapped[list[str] | None] = mapped_column(JsonDoc, nullable=True)
 
 
 class PoolQuota(Base):

@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select, update
 
 from monitor.alerts.rules import Silence
-from monitor.store.models import AlertSilence, Key
+from monitor.alerts.spending import subject_id
+from monitor.store.models import AlertSilence, Key, Pool
 
 
 def add_silence(
@@ -65,7 +66,16 @@ def set_key_channels(conn: Connection, key_id: str, urls: Sequence[str]) -> None
     conn.execute(update(Key).where(Key.key_id == key_id).values(channels=list(urls) or None))
 
 
+def set_pool_channels(conn: Connection, pool: str, urls: Sequence[str]) -> None:
+    """Replace a pool's own notification URLs (none: the common channels only)."""
+    conn.execute(update(Pool).where(Pool.name == pool).values(channels=list(urls) or None))
+
+
 def key_channel_urls(conn: Connection) -> dict[str, tuple[str, ...]]:
-    """Every registered key's own notification URLs, by key id (keys with none left out)."""
-    rows = conn.execute(select(Key.key_id, Key.channels).where(Key.channels.is_not(None)))
-    return {key_id: tuple(urls) for key_id, urls in rows if urls}
+    """Every registered key's own notification URLs, by key id, and every pool's under the
+    ``key_id`` its alerts are recorded with (``pool:NAME``); those with none left out."""
+    keys = conn.execute(select(Key.key_id, Key.channels).where(Key.channels.is_not(None)))
+    pools = conn.execute(select(Pool.name, Pool.channels).where(Pool.channels.is_not(None)))
+    urls = {key_id: tuple(found) for key_id, found in keys if found}
+    urls.update({subject_id("pool", name): tuple(found) for name, found in pools if found})
+    return urls

@@ -11,6 +11,7 @@ from seeding import Seeded, metric
 from smtp_server import running_smtp_server
 
 from monitor.cli.demo_traffic import DEMO_KEYS
+from monitor.dashboard.common import as_text
 
 _search, support, reports, _revoked = DEMO_KEYS
 
@@ -106,7 +107,7 @@ def test_keys_page_lists_registered_and_unnamed_keys(
 def test_filters_carry_across_pages(seeded: Seeded, open_app: Callable[..., Any]) -> None:
     app = open_app()
     app.multiselect(key="f_keys").set_value([support.key_id]).run()
-    assert [h.value for h in app.subheader] == ["support-bot …SUPT"]
+    assert [h.value for h in app.subheader] == [as_text("support-bot …SUPT")]
     app.switch_page("views/history.py")
     app.run()
     assert app.multiselect(key="f_keys").value == [support.key_id]
@@ -130,7 +131,9 @@ def test_send_test_reports_the_smtp_outcome(
         app.selectbox[0].set_value("email")
         app.button[0].click().run()
         if accepts:
-            assert [s.value for s in app.success] == ["Accepted by email (e-mail (SMTP))."]
+            assert [s.value for s in app.success] == [
+                f"Accepted by {as_text('email (e-mail (SMTP))')}."
+            ]
             assert [m.subject for m in smtp.received] == ["LongCat monitor: test message"]
         else:
             assert app.error and app.error[0].value.startswith("Not sent:")

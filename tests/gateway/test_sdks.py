@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import anthropic
-import httpx2
 import openai
 import pytest
 from capture import CapturedCalls
 from gateway_support import KEY, MESSAGES
+from sdk_http import cut_stream_errors
 
 from monitor.gateway import RunningGateway
 from monitor.simulator import RunningSimulator
@@ -100,7 +100,7 @@ def test_anthropic_sdk_errors_and_broken_streams(
     with anthropic.Anthropic(
         base_url=gateway.anthropic_base_url, api_key=KEY, max_retries=0
     ) as client:
-        with pytest.raises(anthropic.InternalServerError) as overloaded:
+        with pytest.raises(anthropic.OverloadedError) as overloaded:
             client.messages.create(
                 model="LongCat-2.0",
                 max_tokens=50,
@@ -120,7 +120,7 @@ def test_anthropic_sdk_errors_and_broken_streams(
             for _ in stream.text_stream:
                 pass
         with (
-            pytest.raises((anthropic.APIConnectionError, httpx2.TransportError)),
+            pytest.raises(cut_stream_errors(anthropic)),
             client.messages.stream(
                 model="LongCat-2.0",
                 max_tokens=50,

@@ -268,6 +268,38 @@ def test_a_key_channel_replaces_the_common_one_of_its_name(
     assert "(key search)" in listed.output
 
 
+def test_a_pool_channel_takes_the_pools_alerts(
+    sqlite_url: str, smtp: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool's own channel gets the pool's alerts; its keys' alerts stay on the common one."""
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    register(engine)
+    half_quota(engine)  # 260,000 tokens: 52 % of the key's quota, past the pool's 100,000
+    with running_receiver() as common:
+        monkeypatch.setenv("MONITOR_DATABASE_URL", sqlite_url)
+        get_settings.cache_clear()
+        try:
+            runner = CliRunner()
+            made = runner.invoke(
+                cli, ["pools", "add", "team", "--quota", "100000", "--key", "search"]
+            )
+            assert made.exit_code == 0, made.output
+            out = runner.invoke(cli, ["pools", "set-channels", "team", chat.url("json")])
+            assert out.exit_code == 0, out.output
+            assert f"pool team: json → {chat.url('json')}" in out.output
+            unknown = runner.invoke(cli, ["pools", "set-channels", "nobody", chat.url("json")])
+            assert unknown.exit_code == 1 and "no pool named 'nobody'" in unknown.output
+            run_tick(engine, with_channels(engine, smtp, common.url("json")), T0)
+        finally:
+            get_settings.cache_clear()
+            engine.dispose()
+    to_pool = [r.body.decode() for r in chat.received]
+    to_common = [r.body.decode() for r in common.received]
+    assert to_pool and all("team" in body for body in to_pool)
+    assert to_common and not any("pool team" in body for body in to_common)
+
+
 # --- incidents, silences and recoveries through the tick command ------------------------------
 
 

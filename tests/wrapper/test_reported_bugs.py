@@ -8,14 +8,15 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 from capture import CapturedCalls
+from sdk_http import http_module
 
 import monitor
 
 KEY = "sk-longcat-reported-0123456789-QRST"
+HTTP = http_module(openai)  # the SDK takes a client of its own generation
 USAGE = {
     "input_tokens": 120,
     "input_tokens_details": {"cached_tokens": 100},
@@ -81,8 +82,8 @@ def stream_events() -> list[bytes]:
     ]  # fmt: skip
 
 
-def sdk(captured: CapturedCalls, answer: Callable[[httpx2.Request], httpx2.Response]) -> Any:
-    http_client = httpx2.Client(transport=httpx2.MockTransport(answer))
+def sdk(captured: CapturedCalls, answer: Callable[[HTTP.Request], HTTP.Response]) -> Any:
+    http_client = HTTP.Client(transport=HTTP.MockTransport(answer))
     client = openai.OpenAI(
         base_url="http://longcat.test/openai/v1", api_key=KEY, http_client=http_client,
         max_retries=0,
@@ -93,11 +94,11 @@ def sdk(captured: CapturedCalls, answer: Callable[[httpx2.Request], httpx2.Respo
 def test_a_streamed_response_ending_without_done_is_a_success_with_its_usage(
     captured: CapturedCalls,
 ) -> None:
-    def answer(request: httpx2.Request) -> httpx2.Response:
+    def answer(request: HTTP.Request) -> HTTP.Response:
         def body() -> Iterator[bytes]:
             yield from stream_events()
 
-        return httpx2.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+        return HTTP.Response(200, content=body(), headers={"content-type": "text/event-stream"})
 
     client = sdk(captured, answer)
     with client.responses.stream(model="LongCat-2.0", input="Say hello") as stream:
@@ -114,8 +115,8 @@ def test_a_streamed_response_ending_without_done_is_a_success_with_its_usage(
 
 
 def test_a_response_body_keeps_its_cached_and_reasoning_tokens(captured: CapturedCalls) -> None:
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, json=response_object("completed", USAGE))
+    def answer(request: HTTP.Request) -> HTTP.Response:
+        return HTTP.Response(200, json=response_object("completed", USAGE))
 
     response = sdk(captured, answer).responses.create(model="LongCat-2.0", input="Say hello")
     assert response.usage is not None
@@ -138,8 +139,8 @@ def test_a_response_body_keeps_its_cached_and_reasoning_tokens(captured: Capture
 def test_a_refusal_for_quota_is_quota_exhausted(
     captured: CapturedCalls, status: int, error: dict[str, Any]
 ) -> None:
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(status, json={"error": {**error, "param": None}})
+    def answer(request: HTTP.Request) -> HTTP.Response:
+        return HTTP.Response(status, json={"error": {**error, "param": None}})
 
     with pytest.raises(openai.APIStatusError):
         sdk(captured, answer).responses.create(model="LongCat-2.0", input="Say hello")
