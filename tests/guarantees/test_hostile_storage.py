@@ -18,7 +18,7 @@ import sys
 import time
 import tracemalloc
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from dependencies import require
-from smtp_server import SmtpServer, running_smtp_server
+from smtp_server import SmtpServer
 from sqlalchemy import select
 from waiting import eventually
 
@@ -274,13 +274,9 @@ def test_3_a_huge_model_name_is_capped_and_the_rollup_keeps_going(
 # --- finding 7: one odd alert blocks no other ---------------------------------------------
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with running_smtp_server() as server:
-        yield server
-
-
-def test_7_an_odd_key_hint_blocks_no_alert_e_mail(database_url: str, smtp: SmtpServer) -> None:
+def test_7_an_odd_key_hint_blocks_no_alert_e_mail(
+    database_url: str, smtp_server: SmtpServer
+) -> None:
     engine = make_engine(database_url)
     upgrade(engine)
     now = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
@@ -300,8 +296,8 @@ def test_7_an_odd_key_hint_blocks_no_alert_e_mail(database_url: str, smtp: SmtpS
             )  # fmt: skip
         settings = load_settings(
             database_url=database_url,
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
+            smtp_host=smtp_server.host,
+            smtp_port=smtp_server.port,
             default_quota=100,
             alert_to=("team@example.com",),
         )
@@ -315,7 +311,7 @@ def test_7_an_odd_key_hint_blocks_no_alert_e_mail(database_url: str, smtp: SmtpS
         engine.dispose()
     real, odd = list(hints)
     assert any(key == real and sent == {"sent"} for key, _, sent in ledger)
-    assert any("4242" in mail.subject for mail in smtp.received)
+    assert any("4242" in mail.subject for mail in smtp_server.received)
     odd_rows = [(status, sent) for key, status, sent in ledger if key == odd]
     assert any(status == "failed" or sent & {"sent", "failed"} for status, sent in odd_rows)
     assert all(status in ("routed", "failed", "skipped") for status, _ in odd_rows)

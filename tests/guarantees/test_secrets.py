@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import logging
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
 import openai
 import pytest
 from click.testing import CliRunner
-from smtp_server import SmtpServer, running_smtp_server
+from smtp_server import SmtpServer
 
 import monitor
 from monitor.cli import cli
@@ -33,12 +32,6 @@ FORMS = {
 }
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with running_smtp_server() as server:
-        yield server
-
-
 def assert_no_key(where: str, text: str | bytes) -> None:
     data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
     for name, form in FORMS.items():
@@ -49,12 +42,12 @@ def test_the_key_appears_nowhere(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    smtp: SmtpServer,
+    smtp_server: SmtpServer,
 ) -> None:
     db = tmp_path / "secrets.db"
     monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.setenv("MONITOR_SMTP_HOST", smtp.host)
-    monkeypatch.setenv("MONITOR_SMTP_PORT", str(smtp.port))
+    monkeypatch.setenv("MONITOR_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("MONITOR_SMTP_PORT", str(smtp_server.port))
     monkeypatch.setenv("MONITOR_FLUSH_INTERVAL_S", "0.1")
     log_file = tmp_path / "all.log"
     handler = logging.FileHandler(log_file)
@@ -125,8 +118,8 @@ def test_the_key_appears_nowhere(
         root.removeHandler(handler)
         handler.close()
 
-    assert smtp.received, "no alert e-mail was sent"
-    for message in smtp.received:
+    assert smtp_server.received, "no alert e-mail was sent"
+    for message in smtp_server.received:
         assert_no_key("an alert e-mail", message.raw)
     for path in sorted(tmp_path.glob("secrets.db*")):
         if path.is_file():

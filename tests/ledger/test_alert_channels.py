@@ -269,7 +269,7 @@ def test_a_key_channel_replaces_the_common_one_of_its_name(
 
 
 def test_a_pool_channel_takes_the_pools_alerts(
-    sqlite_url: str, smtp: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, smtp_server: SmtpServer, chat: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pool's own channel gets the pool's alerts; its keys' alerts stay on the common one."""
     engine = make_engine(sqlite_url)
@@ -290,7 +290,7 @@ def test_a_pool_channel_takes_the_pools_alerts(
             assert f"pool team: json → {chat.url('json')}" in out.output
             unknown = runner.invoke(cli, ["pools", "set-channels", "nobody", chat.url("json")])
             assert unknown.exit_code == 1 and "no pool named 'nobody'" in unknown.output
-            run_tick(engine, with_channels(engine, smtp, common.url("json")), T0)
+            run_tick(engine, with_channels(engine, smtp_server, common.url("json")), T0)
         finally:
             get_settings.cache_clear()
             engine.dispose()
