@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -21,6 +21,9 @@ from monitor.cli.common import (
     settings_or_exit,
     transaction,
 )
+
+if TYPE_CHECKING:
+    from monitor.alerts.channels import Channel
 
 KEY_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 EMAIL_PATTERN: Final = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
@@ -227,22 +230,33 @@ def keys_set_channels(name: str, urls: tuple[str, ...]) -> None:
     shown masked everywhere. Give ``-`` to read them from standard input, one a line, so that
     their tokens are not in the process list.
     """
-    from monitor.alerts.channels import ChannelError, parse_channels
     from monitor.store.keys import require_key
     from monitor.store.silences import set_key_channels
 
     refuse_keys_in_argv([name])
-    if urls == ("-",):
-        urls = tuple(line.strip() for line in sys.stdin if line.strip())
-    try:
-        channels = parse_channels(urls)
-    except ChannelError as exc:
-        fail(str(exc), 2)
+    urls, channels = channel_urls(urls)
     settings = settings_or_exit()
     with transaction(settings) as conn:
         info = require_key(conn, name)
         set_key_channels(conn, info.key_id, urls)
+    show_channels(name, channels)
+
+
+def channel_urls(urls: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Channel, ...]]:
+    """The URLs given (``-``: read from standard input, one a line) and their channels; a URL
+    that is no channel is one line and exit status 2."""
+    from monitor.alerts.channels import ChannelError, parse_channels
+
+    if urls == ("-",):
+        urls = tuple(line.strip() for line in sys.stdin if line.strip())
+    try:
+        return urls, parse_channels(urls)
+    except ChannelError as exc:
+        fail(str(exc), 2)
+
+
+def show_channels(owner: str, channels: Sequence[Channel]) -> None:
     if not channels:
-        click.echo(f"{name}: no channels of its own (the common channels only)")
+        click.echo(f"{owner}: no channels of its own (the common channels only)")
     for channel in channels:
-        click.echo(f"{name}: {channel.name} → {channel.target}")
+        click.echo(f"{owner}: {channel.name} → {channel.target}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 
 import click
@@ -15,7 +14,7 @@ from monitor.cli.common import (
     settings_or_exit,
     transaction,
 )
-from monitor.cli.keys import check_key_name, parse_quota
+from monitor.cli.keys import channel_urls, check_key_name, parse_quota, show_channels
 
 
 @click.group()
@@ -145,21 +144,12 @@ def pools_list() -> None:
 def pools_set_channels(name: str, urls: tuple[str, ...]) -> None:
     """Send pool NAME's alerts (its quota, forecast, budget) to its own channels, as
     `keys set-channels` does for a key; ``-`` reads the URLs from standard input, one a line."""
-    from monitor.alerts.channels import ChannelError, parse_channels
     from monitor.store.pools import require_pool
     from monitor.store.silences import set_pool_channels
 
-    if urls == ("-",):
-        urls = tuple(line.strip() for line in sys.stdin if line.strip())
-    try:
-        channels = parse_channels(urls)
-    except ChannelError as exc:
-        fail(str(exc), 2)
+    urls, channels = channel_urls(urls)
     settings = settings_or_exit()
     with transaction(settings) as conn:
         require_pool(conn, name)
         set_pool_channels(conn, name, urls)
-    if not channels:
-        click.echo(f"pool {name}: no channels of its own (the common channels only)")
-    for channel in channels:
-        click.echo(f"pool {name}: {channel.name} → {channel.target}")
+    show_channels(f"pool {name}", channels)
