@@ -9,7 +9,7 @@ import streamlit as st
 
 from monitor.dashboard import common
 from monitor.ledger.quota_day import quota_day
-from monitor.queries import CostOverview, cost_overview, format_money
+from monitor.queries import CostOverview, cost_overview, cost_shares, format_money, label_breakdown
 
 GROUPINGS = {"key": "Key", "pool": "Pool", "model": "Model"}
 
@@ -49,6 +49,7 @@ def render(ctx: common.Context) -> None:
         st.info("No priced usage in this range.")
     else:
         _per_day(ctx, costs)
+        _shares(ctx, money)
     _balance(ctx, costs)
     _packs(costs)
 
@@ -81,6 +82,45 @@ def _per_day(ctx: common.Context, costs: CostOverview) -> None:
         )
     )
     common.chart(bars.properties(height=260))
+
+
+def _shares(ctx: common.Context, money: str) -> None:
+    """Cost per day by the client that made the calls, or by a label's value."""
+    st.subheader("Cost per day by client or label")
+    with ctx.engine.connect() as conn:
+        names = label_breakdown(conn, ctx.filters, ctx.tz).names
+    by = st.selectbox(
+        "Share the cost out by",
+        ["client", *names],
+        format_func=lambda n: "client" if n == "client" else f"label {n}",
+        key="cost_share_by",
+    )
+    label = None if by == "client" else by
+    with ctx.engine.connect() as conn:
+        shares = cost_shares(conn, ctx.filters, ctx.tz, money, label=label)
+    if not shares:
+        st.info("No charged cost in this range.")
+        return
+    st.caption(
+        "A group of calls (a key's hour, model and mode) is charged as a whole; its cost is shared "
+        "among its clients or label values in proportion to what their tokens cost at list "
+        "prices. Only the hour that crosses the free quota spreads its free tokens over all."
+    )
+    common.table(
+        common.frame(
+            [
+                {
+                    "day": str(s.day),
+                    by: s.value or "(none)",
+                    "billed tokens": s.tokens,
+                    "cost": format_money(s.cost, money, places=4),
+                }
+                for s in shares
+            ]
+        ),
+        f"cost per day by {by}",
+        width="stretch",
+    )
 
 
 def _balance(ctx: common.Context, costs: CostOverview) -> None:

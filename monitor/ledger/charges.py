@@ -19,7 +19,7 @@ per group.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Generic, TypeVar
@@ -98,3 +98,24 @@ def crossing_index(tokens_in_order: Iterable[int], quota: int) -> int | None:
             return index
         used += tokens
     return None
+
+
+def share_out(cost: int, parts: Mapping[str, int]) -> dict[str, int]:
+    """``cost`` shared among ``parts`` in proportion to their tokens, in whole nano-units that
+    add up to ``cost`` exactly (largest remainders first, ties by name).
+
+    >>> share_out(100, {"a": 1, "b": 1, "c": 1})
+    {'a': 34, 'b': 33, 'c': 33}
+    >>> share_out(7, {"x": 0})
+    {'x': 7}
+    """
+    total = sum(parts.values())
+    if total <= 0:
+        names = sorted(parts)
+        return {name: (cost if i == 0 else 0) for i, name in enumerate(names)}
+    shares = {name: cost * tokens // total for name, tokens in parts.items()}
+    left = cost - sum(shares.values())
+    by_remainder = sorted(parts, key=lambda n: (-(cost * parts[n] % total), n))
+    for name in by_remainder[:left]:
+        shares[name] += 1
+    return shares

@@ -15,7 +15,7 @@ from monitor.queries.breakdowns import (
     token_parts_by_model,
     usage_by_client,
 )
-from monitor.queries.costs import CostOverview, CostRow, cost_overview
+from monitor.queries.costs import CostOverview, CostRow, CostShare, cost_overview, cost_shares
 from monitor.queries.errors_latency import (
     ErrorPoint,
     ErrorTotals,
@@ -86,6 +86,7 @@ __all__ = [
     "ClientUsage",
     "CostOverview",
     "CostRow",
+    "CostShare",
     "DatabaseState",
     "DatabaseStatus",
     "DayKeyTokens",
@@ -109,6 +110,7 @@ __all__ = [
     "alerts_overview",
     "bucket_for",
     "cost_overview",
+    "cost_shares",
     "daily_key_tokens",
     "database_status",
     "endpoint_choices",

@@ -9,18 +9,20 @@ the platform's bill is authoritative.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, tzinfo
 
 from sqlalchemy import Connection, func, select
 
 from monitor.ledger.billing import BalanceState, run_out_day
-from monitor.ledger.prices import PriceEntry, TokenSplit, cache_saving, price_on
+from monitor.ledger.charges import share_out
+from monitor.ledger.prices import PriceEntry, TokenSplit, cache_saving, cost_of, price_on
 from monitor.ledger.quota_day import quota_day
 from monitor.queries.filters import Filters
 from monitor.store.billing import balance_of
 from monitor.store.models import HourlyUsage, Key
 from monitor.store.prices import price_table
+from monitor.store.shares import priced_tokens_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +125,54 @@ def cost_overview(
     ]
     balance = balance_of(conn, currency)
     return CostOverview(currency, rows, balance, run_out_day(balance, today))
+
+
+@dataclass(frozen=True, slots=True)
+class CostShare:
+    """What one client, or one value of a label, cost on one quota day (nano-units)."""
+
+    day: date
+    value: str
+    tokens: int
+    cost: int
+
+
+def cost_shares(
+    conn: Connection, filters: Filters, tz: tzinfo, currency: str, *, label: str | None = None
+) -> list[CostShare]:
+    """Charged cost per quota day per client (``label`` None) or per value of label ``label``.
+
+    The rollup charges groups of calls (a key's hour, model and mode), not single calls: each
+    group's charged cost is shared among its clients (or label values) in proportion to what
+    their tokens cost at the day's prices, in whole nano-units that add up to the group's cost.
+    So the shares add up to the ledger's figure, and in an hour wholly past the free quota each
+    share is exactly what its calls cost; only the hour that crosses the quota spreads its free
+    tokens over every call of the hour. Calls with no client (or without the label): ``''``.
+    """
+    start, end = filters.utc_bounds(tz)
+    h = HourlyUsage
+    query = select(h.key_id, h.hour, h.model, h.stream, h.cost_nanos).where(
+        h.hour >= start, h.hour < end, h.cost_nanos > 0, *replace(filters, endpoints=()).clauses(h)
+    )
+    charged = {
+        (k, hour, model, bool(stream)): int(cost)
+        for k, hour, model, stream, cost in conn.execute(query)
+    }
+    if not charged:
+        return []
+    tokens = priced_tokens_by(conn, start, end, label=label, key_ids=filters.key_ids)
+    table = price_table(conn)
+    sums: dict[tuple[date, str], list[int]] = {}
+    for group, cost in charged.items():
+        day = quota_day(group[1], tz)
+        found = price_on(table, group[2], currency, day)
+        parts = tokens.get(group, {})
+        weights = {
+            value: cost_of(TokenSplit(*split), found.rates) if found else sum(split)
+            for value, split in parts.items()
+        }
+        for value, share in share_out(cost, weights or {"": 0}).items():
+            total = sums.setdefault((day, value), [0, 0])
+            total[0] += sum(parts.get(value, (0, 0, 0)))
+            total[1] += share
+    return [CostShare(day, value, *figures) for (day, value), figures in sorted(sums.items())]

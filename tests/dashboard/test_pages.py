@@ -192,6 +192,9 @@ def test_costs_page_shows_the_charged_cost_and_the_balance(
     assert metric(app, "Estimated balance").startswith("$")
     # the nightly-reports key runs past its quota on a model with no price
     assert any("no price" in w.value for w in app.warning)
+    # the charged cost shared out by the client that made the calls, adding up to the total
+    [shares] = [d.value for d in app.dataframe if "client" in d.value.columns]
+    assert len(shares) > 0 and int(shares["billed tokens"].sum()) > 0
 
 
 @pytest.mark.parametrize(

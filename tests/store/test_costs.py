@@ -263,3 +263,48 @@ def test_a_streamed_responses_call(engine: Engine, settings: Settings) -> None:
     roll(engine, settings, [quota_used(at - timedelta(hours=1)), record])
     # 600,000 uncached x 300 + 400,000 cached x 6 + 500,000 output x 1,200 nano-dollars
     assert day_row(engine).cost_nanos == 782_400_000
+
+
+def test_a_days_cost_shared_out_by_client_and_by_label(engine: Engine, settings: Settings) -> None:
+    """Past the free quota each client's (and label value's) share is exactly what its calls
+    cost; the shares add up to the day's charged cost."""
+    from monitor.queries import Filters, cost_shares
+
+    morning = DAY_START + timedelta(hours=8)
+    paid_hour = DAY_START + timedelta(hours=9)
+    x = chat(
+        paid_hour,
+        client="openai-python 3.63.0",
+        labels={"team": "search"},
+        input_tokens=300_000,
+        cache_read_tokens=100_000,
+        output_tokens=100_000,
+    )
+    y = chat(
+        paid_hour + timedelta(minutes=5),
+        client="claude-code 2.1.328",
+        labels={"team": "ads"},
+        input_tokens=100_000,
+        output_tokens=100_000,
+    )
+    z = chat(paid_hour + timedelta(minutes=9), input_tokens=10_000, output_tokens=0)
+    roll(engine, settings, [quota_used(morning), x, y, z])
+    # x: 200,000 uncached x 300 + 100,000 cached x 6 + 100,000 output x 1,200 nano-dollars
+    x_cost = 60_000_000 + 600_000 + 120_000_000
+    y_cost = 30_000_000 + 120_000_000
+    z_cost = 3_000_000
+    assert day_row(engine).cost_nanos == x_cost + y_cost + z_cost
+    filters = Filters(start=DAY, end=DAY)
+    with engine.connect() as conn:
+        by_client = cost_shares(conn, filters, settings.tz, "USD")
+        by_team = cost_shares(conn, filters, settings.tz, "USD", label="team")
+    assert {(s.day, s.value, s.cost) for s in by_client} == {
+        (DAY, "openai-python 3.63.0", x_cost),
+        (DAY, "claude-code 2.1.328", y_cost),
+        (DAY, "", z_cost),
+    }
+    assert {(s.value, s.cost, s.tokens) for s in by_team} == {
+        ("search", x_cost, 400_000),
+        ("ads", y_cost, 200_000),
+        ("", z_cost, 10_000),
+    }
