@@ -5,10 +5,8 @@ cached input, output). What the Costs page shares a group's charged cost out by
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Final
 
 from sqlalchemy import Connection, text
 
@@ -22,20 +20,17 @@ from monitor.store.grouping import (
 )
 from monitor.store.models import ROLLUP_KEY_CHARS
 
-#: A label name goes into the SQL as a JSON path: only names ``monitor.tags`` can produce.
-_LABEL_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 #: A group: ``(key_id, UTC hour, model, stream)``, as the rollups key ``hourly_usage``.
 Group = tuple[str, datetime, str, bool]
 
 
 def _value_sql(conn: Connection, label: str | None) -> str:
+    """SQL for the value a call is shared out by; a label's name is the bound ``:label``."""
     if label is None:
         return "coalesce(client, '')"
-    if _LABEL_NAME.fullmatch(label) is None:
-        raise ValueError(f"{label!r} is not a label name")
     if conn.dialect.name == "postgresql":
-        return f"coalesce(labels ->> '{label}', '')"
-    return f"coalesce(json_extract(labels, '$.\"{label}\"'), '')"
+        return "coalesce(labels ->> :label, '')"
+    return "coalesce((SELECT value FROM json_each(labels) WHERE key = :label), '')"
 
 
 def priced_tokens_by(
@@ -61,6 +56,8 @@ def priced_tokens_by(
         f"sum(output) FROM ({calls}) AS priced GROUP BY key_id, hour, model, stream, value"
     )
     binds, values = bind_params(start, end, list(key_ids) if key_ids else None)
+    if label is not None:
+        values["label"] = label
     shares: dict[Group, dict[str, tuple[int, int, int]]] = {}
     for key_id, hour, model, stream, found, *parts in conn.execute(
         text(sql).bindparams(*binds), values

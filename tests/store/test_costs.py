@@ -275,7 +275,7 @@ def test_a_days_cost_shared_out_by_client_and_by_label(engine: Engine, settings:
     x = chat(
         paid_hour,
         client="openai-python 3.63.0",
-        labels={"team": "search"},
+        labels={"team": "search", "odd 'name\"": "x"},
         input_tokens=300_000,
         cache_read_tokens=100_000,
         output_tokens=100_000,
@@ -303,6 +303,9 @@ def test_a_days_cost_shared_out_by_client_and_by_label(engine: Engine, settings:
         (DAY, "claude-code 2.1.328", y_cost),
         (DAY, "", z_cost),
     }
+    with engine.connect() as conn:
+        by_odd = cost_shares(conn, filters, settings.tz, "USD", label="odd 'name\"")
+    assert {(s.value, s.cost) for s in by_odd} == {("x", x_cost), ("", y_cost + z_cost)}
     assert {(s.value, s.cost, s.tokens) for s in by_team} == {
         ("search", x_cost, 400_000),
         ("ads", y_cost, 200_000),
