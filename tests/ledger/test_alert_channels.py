@@ -5,7 +5,6 @@ several schedulers, silences, recoveries, the latency rule, and secrets never sh
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 from http_receiver import Receiver, running_receiver
 from smtp_server import SmtpServer
 from sqlalchemy import Engine
-from test_jobs import HINT, KEY, T0, calls, insert, register, settings_for
+from test_jobs import HINT, KEY, T0, calls, concurrent_ticks, insert, register, settings_for
 
 from monitor.alerts.document import verify
 from monitor.cli import cli
@@ -140,26 +139,8 @@ def test_three_schedulers_send_each_message_once_per_channel(
 ) -> None:
     settings = with_channels(engine, smtp_server, f"{chat.url('json')}, signed+{hook.url('http')}")
     insert(engine, calls(T0 - timedelta(hours=5), 48, 10_000))  # 96 %: 90 % and a burn rate
-    barrier = threading.Barrier(3)
-    errors: list[BaseException] = []
-
-    def tick(i: int) -> None:
-        own = make_engine(settings.database_url)
-        try:
-            barrier.wait()
-            for step in range(3):
-                run_tick(own, settings, T0 + timedelta(seconds=step), worker=f"w{i}")
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            own.dispose()
-
-    threads = [threading.Thread(target=tick, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    steps = [T0 + timedelta(seconds=step) for step in range(3)]
+    assert concurrent_ticks(settings, workers=3, times=steps) == []
     with engine.connect() as conn:
         routed = [r for r in ledger_rows(conn, KEY) if r.status == "routed"]
     assert len(routed) >= 1

@@ -300,29 +300,38 @@ def test_a_burst_of_quota_refusals_sends_its_own_alert(
     assert "3 calls were refused for lack of quota" in mail.part("plain")
 
 
-def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp_server: SmtpServer) -> None:
-    """Several processes' ticks at once, no leader: the ledger alone prevents duplicates."""
-    settings = settings_for(engine, smtp_server)
-    insert(engine, calls(T0 - timedelta(hours=5), 48, 10_000))  # 96 %
-    barrier = threading.Barrier(4)
+def concurrent_ticks(
+    settings: Settings, *, workers: int, times: list[datetime]
+) -> list[BaseException]:
+    """``workers`` schedulers, each with its own engine, starting together and ticking once at
+    each of ``times`` (no leader); the exceptions they raised."""
+    barrier = threading.Barrier(workers)
     errors: list[BaseException] = []
 
     def tick(i: int) -> None:
         own = make_engine(settings.database_url)
         try:
             barrier.wait()
-            run_tick(own, settings, T0, worker=f"w{i}")
+            for at in times:
+                run_tick(own, settings, at, worker=f"w{i}")
         except BaseException as exc:
             errors.append(exc)
         finally:
             own.dispose()
 
-    threads = [threading.Thread(target=tick, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=tick, args=(i,)) for i in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_ticks_send_each_email_once(engine: Engine, smtp_server: SmtpServer) -> None:
+    """Several processes' ticks at once, no leader: the ledger alone prevents duplicates."""
+    settings = settings_for(engine, smtp_server)
+    insert(engine, calls(T0 - timedelta(hours=5), 48, 10_000))  # 96 %
+    assert concurrent_ticks(settings, workers=4, times=[T0]) == []
     [mail] = smtp_server.received
     assert mail.subject.endswith("passed 90% of its daily quota")
     with engine.connect() as conn:
