@@ -44,7 +44,7 @@ from monitor.gateway.errors import (
     gateway_error,
 )
 from monitor.gateway.guard import QuotaGuard
-from monitor.gateway.protocol import CLIENT_GONE
+from monitor.gateway.protocol import CLIENT_GONE, stated_length
 from monitor.gateway.request_checks import credential_problem, path_problem
 from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
@@ -172,13 +172,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return None
         parts.append(part)
     return b"".join(parts)
-
-
-def _stated_length(raw_headers: RawHeaders) -> int | None:
-    for name, value in raw_headers:
-        if name == b"content-length":
-            return int(value) if value.strip().isdigit() else None
-    return None
 
 
 class ProxyExchange:
@@ -374,7 +367,7 @@ class GatewayApp:
             await _send_answer(send, gateway_error(path, INVALID_PATH, message))
             return
         body: bytes | None = None
-        if (_stated_length(raw_headers) or 0) <= self._max_body:
+        if (stated_length(raw_headers) or 0) <= self._max_body:
             try:
                 body = await _read_body(receive, self._max_body)
             except ClientGoneError:
@@ -408,7 +401,8 @@ class GatewayApp:
             f"The request body is larger than the {self._max_body:,} bytes this longcat-monitor "
             "gateway forwards (MONITOR_GATEWAY_MAX_BODY_BYTES)."
         )
-        # The rest of the body is never read: the connection ends with the answer.
+        # The connection ends with the answer: the server reads and discards the rest of the
+        # body first, within bounds (monitor.gateway.protocol), so the client can read it.
         return gateway_error(path, REQUEST_TOO_LARGE, message, headers={"connection": "close"})
 
     async def _refusal(self, raw_headers: RawHeaders, path: str) -> ErrorAnswer | None:
