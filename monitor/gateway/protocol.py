@@ -12,6 +12,8 @@ yields to the event loop, and the end of a response is written at once.
 Each request's scope also carries the :data:`CLIENT_GONE` extension: a dict in which the app may
 put a ``"callback"``, called if the client's connection is lost before the response is complete
 (so the app needs no task of its own waiting on ``receive()`` to learn it).
+A request past uvicorn's ``limit_concurrency`` goes to the app too, marked with
+:data:`OVER_CONNECTION_LIMIT`, instead of to uvicorn's plain-text 503.
 
 A client holds a connection only while it keeps its side going: the head of each request must
 arrive whole within the header timeout (from the first byte, or from connecting), and while the
@@ -39,12 +41,17 @@ import collections
 from collections.abc import Callable
 from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from monitor.config import DEFAULT_GATEWAY_HEADER_TIMEOUT_S, DEFAULT_GATEWAY_IDLE_TIMEOUT_S
 
 #: The scope extension (ASGI ``scope["extensions"]``) that tells the app its client is gone.
 CLIENT_GONE: Final = "longcat_monitor.client_gone"
+#: The scope extension that tells the app the server is past its own limit of connections (or
+#: requests) at once (uvicorn's ``limit_concurrency``): its value is that limit. The app answers
+#: the request with a 503 in the API's shape, where uvicorn would answer in plain text.
+OVER_CONNECTION_LIMIT: Final = "longcat_monitor.over_connection_limit"
 #: Bytes of an unforwarded request body read and discarded after the answer, at most.
 DRAIN_MAX_BYTES: Final = 64 * 1024 * 1024
 #: Seconds the gateway goes on reading an unforwarded body after the answer, at most.
@@ -173,6 +180,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
         self._watch_idle()  # a body, if one follows, has to keep coming
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if app is service_unavailable:  # past limit_concurrency
+            extensions: dict[str, Any] = cycle.scope.setdefault("extensions", {})
+            extensions[OVER_CONNECTION_LIMIT] = self.limit_concurrency
+            app = self.app
+        super()._start_asgi_task(cycle, app)
 
     def on_response_complete(self) -> None:
         writer = self.transport
