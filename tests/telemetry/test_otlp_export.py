@@ -340,3 +340,17 @@ assert not loaded, loaded
     )
     assert run.returncode == 0, run.stderr
 
+
+def test_spans_left_unsampled_do_not_fill_the_queue(
+    receiver: OtlpReceiver, make_call_record: Callable[..., monitor.CallRecord]
+) -> None:
+    exporter = OtlpExporter(receiver.endpoint, max_queue=4)
+    unsampled = (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 0)
+    try:
+        exporter.export([make_call_record(trace_parent=unsampled) for _ in range(10)])
+        exporter.export([make_call_record()])
+    finally:
+        assert exporter.shutdown(timeout_s=30)
+    stats = exporter.stats()
+    assert (stats.queued, stats.dropped, stats.exported) == (1, 0, 1)
+    assert len(receiver.spans()) == 1
