@@ -2,7 +2,8 @@
 metrics out through the official OpenTelemetry SDK, on the SDK's own threads.
 
 The providers are private to the monitor (the app's global tracer and meter providers are left
-alone); a call's span is the child of the app's span that was active when the call started
+alone); a call's span is the child of the app's span that was active when the call started, or
+of the span a call through the gateway named in its ``traceparent``
 (``CallRecord.trace_parent``). Spans wait in the SDK's batch processor, bounded: when it holds
 ``max_queue`` spans not yet handed to the exporter, new ones are dropped and counted here instead
 of waiting. Export failures stay on the SDK's thread, logged once through :mod:`monitor.safety`.
