@@ -12,10 +12,9 @@ Before anything goes upstream the gateway refuses, each in the API's own error s
 that is not ``/openai/…`` or ``/anthropic/…`` as sent (404), one with dot segments or encoded
 separators (400; what passes is forwarded byte for byte), credentials that name two keys (400),
 a missing access token (401), a key over its quota (429, with the guard on), a body over
-``MONITOR_GATEWAY_MAX_BODY_BYTES`` (413). Past ``MONITOR_GATEWAY_MAX_CONCURRENCY`` calls at once
-(or the server's own, higher limit on connections) a call gets a 503 at once, with a
-``retry-after``. None of these refusals reaches LongCat, and none is recorded: the record of a
-call is LongCat's answer to it.
+``MONITOR_GATEWAY_MAX_BODY_BYTES`` (413), a call past ``MONITOR_GATEWAY_MAX_CONCURRENCY`` at once
+(503, :mod:`monitor.gateway.capacity`). None of these refusals reaches LongCat, and none is
+recorded: the record of a call is LongCat's answer to it.
 
 >>> app = create_gateway_app(load_settings())  # doctest: +SKIP
 >>> uvicorn.run(app, host="127.0.0.1", port=8787)  # doctest: +SKIP
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,9 +31,9 @@ import httpx2
 
 from monitor.capture.fingerprint import key_from_headers, key_id
 from monitor.capture.transport import header_names, pick_headers
+from monitor.gateway.capacity import CallCap
 from monitor.gateway.errors import (
     AMBIGUOUS_CREDENTIALS,
-    GATEWAY_OVERLOADED,
     GATEWAY_TOKEN,
     INVALID_PATH,
     METHOD_NOT_ALLOWED,
@@ -49,7 +47,7 @@ from monitor.gateway.errors import (
     gateway_error,
 )
 from monitor.gateway.guard import QuotaGuard
-from monitor.gateway.protocol import CLIENT_GONE, OVER_CONNECTION_LIMIT, stated_length
+from monitor.gateway.protocol import CLIENT_GONE, stated_length
 from monitor.gateway.request_checks import credential_problem, path_problem
 from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
@@ -92,11 +90,6 @@ _CLIENT_HEADERS: Final = header_names(
 _METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
 #: Upstream URLs kept parsed, by path and query (a gateway sees few distinct ones).
 URL_CACHE_SIZE: Final = 256
-#: Seconds a call refused at the concurrency cap is told to wait before it tries again (the
-#: SDKs honour ``retry-after``): calls end all the time, so soon.
-OVERLOADED_RETRY_AFTER_S: Final = 1
-
-logger = logging.getLogger("monitor.gateway")
 
 
 class ClientGoneError(Exception):
@@ -333,10 +326,7 @@ class GatewayApp:
         self._host = httpx2.URL(self._upstream).netloc
         self._upstream_path = httpx2.URL(self._upstream).raw_path.rstrip(b"/")
         self._max_body = settings.gateway_max_body_bytes
-        self._max_calls = settings.gateway_max_concurrency
-        self._calls = 0  # being served now (the event loop's thread only: no lock)
-        #: calls refused at the cap since the last one was let in
-        self.refused = 0
+        self.cap = CallCap(settings.gateway_max_concurrency)
         self._urls: dict[bytes, httpx2.URL] = {}
         self._timeouts = httpx2.Timeout(
             settings.gateway_timeout_s, connect=settings.gateway_connect_timeout_s
@@ -348,42 +338,16 @@ class GatewayApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            extensions = scope.get("extensions")
-            if self._calls >= self._max_calls or (
-                extensions and OVER_CONNECTION_LIMIT in extensions
-            ):
-                await _send_answer(send, self._overloaded(scope))
+            refusal = self.cap.admit(scope)
+            if refusal is not None:
+                await _send_answer(send, refusal)
                 return
-            if self.refused:
-                self._end_of_refusals()
-            self._calls += 1
             try:
                 await self._serve(scope, receive, send)
             finally:
-                self._calls -= 1
+                self.cap.release()
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-
-    def _overloaded(self, scope: dict[str, Any]) -> ErrorAnswer:
-        """The 503 of a call past the cap (the connection closes: one fewer to hold)."""
-        if self._calls >= self._max_calls:
-            held = f"{self._max_calls:,} calls at once, its limit (MONITOR_GATEWAY_MAX_CONCURRENCY)"
-        else:  # the server's own limit, which idle connections count toward too
-            held = f"{scope['extensions'][OVER_CONNECTION_LIMIT]:,} connections at once, its limit"
-        if not self.refused:
-            logger.warning("longcat-monitor gateway: serving %s; new calls get a 503", held)
-        self.refused += 1
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        return gateway_error(
-            raw_path.decode("latin-1"),
-            GATEWAY_OVERLOADED,
-            f"This longcat-monitor gateway is serving {held}; retry in a moment.",
-            headers={"retry-after": str(OVERLOADED_RETRY_AFTER_S), "connection": "close"},
-        )
-
-    def _end_of_refusals(self) -> None:
-        logger.warning("longcat-monitor gateway: calls let in again; %d refused", self.refused)
-        self.refused = 0
 
     def token_accepted(self, headers: dict[str, str]) -> bool:
         if self._token is None:
