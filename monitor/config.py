@@ -42,7 +42,7 @@ DEFAULT_GATEWAY_HEADER_TIMEOUT_S: Final = 10.0
 #: Seconds a client may stay silent while the gateway waits on it: for the rest of a request
 #: body, or to read more of an answer.
 DEFAULT_GATEWAY_IDLE_TIMEOUT_S: Final = 30.0
-#: Connections and calls in progress at once; beyond it a new call gets a 503.
+#: Calls being served at once; beyond it a new call gets a 503 in its API's error shape.
 DEFAULT_GATEWAY_MAX_CONCURRENCY: Final = 1000
 #: Shortest MONITOR_GATEWAY_TOKEN accepted (a shared gateway's only protection).
 GATEWAY_TOKEN_MIN_CHARS: Final = 16

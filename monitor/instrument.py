@@ -64,9 +64,15 @@ def _trace_parent() -> TraceParentReader | None:
     return None
 
 
-def _starter(recorder: SupportsSubmit | None, source: str) -> CallStarter:
+def _starter(
+    recorder: SupportsSubmit | None, source: str, trace_from_headers: bool = False
+) -> CallStarter:
     return CallStarter(
-        _submit_to(recorder), _key_secret, source=source, trace_parent=_trace_parent()
+        _submit_to(recorder),
+        _key_secret,
+        source=source,
+        trace_parent=_trace_parent(),
+        trace_from_headers=trace_from_headers,
     )
 
 
@@ -93,13 +99,18 @@ def instrument_transport(
     *,
     recorder: SupportsSubmit | None = None,
     source: str = "wrapper",
+    trace_from_headers: bool = False,
 ) -> Any:
     """``transport`` (an ``httpx``/``httpx2`` transport, sync or async, of module ``http``)
     inside the monitored transport, for code that sends requests without a client.
 
+    With ``trace_from_headers`` (a proxy, whose caller's trace is in the request it forwards),
+    a request's valid W3C ``traceparent`` header names the parent of the call's exported span,
+    before the active span does.
+
     >>> transport = instrument_transport(httpx2.AsyncHTTPTransport(), httpx2)  # doctest: +SKIP
     """
-    starter = _starter(recorder, source)
+    starter = _starter(recorder, source, trace_from_headers)
     return _wrap(transport, http, starter, isinstance(transport, http.AsyncBaseTransport))
 
 

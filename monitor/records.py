@@ -65,7 +65,8 @@ class CallRecord:
     Timestamps are timezone-aware UTC. Token counts are ``None`` when nothing was reported
     or estimated. ``labels`` holds the ``monitor.tags(...)`` in force when the call was made.
     ``trace_parent`` is the app's active span as ``(trace_id, span_id, trace_flags)``, taken
-    when the call started, only while OTLP export is on (the exported span becomes its child).
+    when the call started, only while OTLP export is on (the exported span becomes its child);
+    through the gateway, the span the request's valid ``traceparent`` header names, if any.
     """
 
     started_at: datetime

@@ -26,7 +26,7 @@ from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
 from monitor.capture.observer import CallerDecodeError, CallObserver
-from monitor.capture.trace_parent import TraceParentReader
+from monitor.capture.trace_parent import TRACEPARENT_HEADER, TraceParentReader, header_trace_parent
 from monitor.records import CallRecord
 from monitor.safety import report_failure
 from monitor.scrub import KeyForms
@@ -71,11 +71,14 @@ class CallStarter:
         *,
         source: str = "wrapper",
         trace_parent: TraceParentReader | None = None,
+        trace_from_headers: bool = False,
     ) -> None:
         self.submit = submit
         self.source = source
         #: reads the app's active span; set only while OTLP export is on
         self.trace_parent = trace_parent
+        #: a request's own valid ``traceparent`` header comes first (the gateway's caller's span)
+        self.trace_from_headers = trace_from_headers
         self._key_secret = key_secret
         self._fingerprints: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         self._key_forms: dict[tuple[str | None, str | None], KeyForms] = {}
@@ -108,7 +111,10 @@ class CallStarter:
         if retry and retry.isdigit():
             record.attempt = int(retry)
         if self.trace_parent is not None:
-            record.trace_parent = self.trace_parent()
+            record.trace_parent = (
+                self.trace_from_headers
+                and header_trace_parent(request.headers.get_list(TRACEPARENT_HEADER))
+            ) or self.trace_parent()
         body = _request_body(request)
         if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":
             facts, parsed = request_facts(body)

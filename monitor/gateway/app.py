@@ -12,7 +12,9 @@ Before anything goes upstream the gateway refuses, each in the API's own error s
 that is not ``/openai/…`` or ``/anthropic/…`` as sent (404), one with dot segments or encoded
 separators (400; what passes is forwarded byte for byte), credentials that name two keys (400),
 a missing access token (401), a key over its quota (429, with the guard on), a body over
-``MONITOR_GATEWAY_MAX_BODY_BYTES`` (413).
+``MONITOR_GATEWAY_MAX_BODY_BYTES`` (413), a call past ``MONITOR_GATEWAY_MAX_CONCURRENCY`` at once
+(503, :mod:`monitor.gateway.capacity`). None of these refusals reaches LongCat, and none is
+recorded: the record of a call is LongCat's answer to it.
 
 >>> app = create_gateway_app(load_settings())  # doctest: +SKIP
 >>> uvicorn.run(app, host="127.0.0.1", port=8787)  # doctest: +SKIP
@@ -29,6 +31,7 @@ import httpx2
 
 from monitor.capture.fingerprint import key_from_headers, key_id
 from monitor.capture.transport import header_names, pick_headers
+from monitor.gateway.capacity import CallCap
 from monitor.gateway.errors import (
     AMBIGUOUS_CREDENTIALS,
     GATEWAY_TOKEN,
@@ -44,7 +47,7 @@ from monitor.gateway.errors import (
     gateway_error,
 )
 from monitor.gateway.guard import QuotaGuard
-from monitor.gateway.protocol import CLIENT_GONE
+from monitor.gateway.protocol import CLIENT_GONE, stated_length
 from monitor.gateway.request_checks import credential_problem, path_problem
 from monitor.gateway.upstream import new_upstream_transport
 from monitor.instrument import SupportsSubmit, instrument_transport
@@ -172,13 +175,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return None
         parts.append(part)
     return b"".join(parts)
-
-
-def _stated_length(raw_headers: RawHeaders) -> int | None:
-    for name, value in raw_headers:
-        if name == b"content-length":
-            return int(value) if value.strip().isdigit() else None
-    return None
 
 
 class ProxyExchange:
@@ -330,6 +326,7 @@ class GatewayApp:
         self._host = httpx2.URL(self._upstream).netloc
         self._upstream_path = httpx2.URL(self._upstream).raw_path.rstrip(b"/")
         self._max_body = settings.gateway_max_body_bytes
+        self.cap = CallCap(settings.gateway_max_concurrency)
         self._urls: dict[bytes, httpx2.URL] = {}
         self._timeouts = httpx2.Timeout(
             settings.gateway_timeout_s, connect=settings.gateway_connect_timeout_s
@@ -341,7 +338,14 @@ class GatewayApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._serve(scope, receive, send)
+            refusal = self.cap.admit(scope)
+            if refusal is not None:
+                await _send_answer(send, refusal)
+                return
+            try:
+                await self._serve(scope, receive, send)
+            finally:
+                self.cap.release()
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -374,7 +378,7 @@ class GatewayApp:
             await _send_answer(send, gateway_error(path, INVALID_PATH, message))
             return
         body: bytes | None = None
-        if (_stated_length(raw_headers) or 0) <= self._max_body:
+        if (stated_length(raw_headers) or 0) <= self._max_body:
             try:
                 body = await _read_body(receive, self._max_body)
             except ClientGoneError:
@@ -408,7 +412,8 @@ class GatewayApp:
             f"The request body is larger than the {self._max_body:,} bytes this longcat-monitor "
             "gateway forwards (MONITOR_GATEWAY_MAX_BODY_BYTES)."
         )
-        # The rest of the body is never read: the connection ends with the answer.
+        # The connection ends with the answer: the server reads and discards the rest of the
+        # body first, within bounds (monitor.gateway.protocol), so the client can read it.
         return gateway_error(path, REQUEST_TOO_LARGE, message, headers={"connection": "close"})
 
     async def _refusal(self, raw_headers: RawHeaders, path: str) -> ErrorAnswer | None:
@@ -524,5 +529,7 @@ def create_gateway_app(
         recorder = _process_recorder()
     if guard is not None:
         recorder = _GatewaySubmit(recorder, guard)
-    transport = instrument_transport(inner, httpx2, recorder=recorder, source="gateway")
+    transport = instrument_transport(
+        inner, httpx2, recorder=recorder, source="gateway", trace_from_headers=True
+    )
     return GatewayApp(settings, transport, guard)

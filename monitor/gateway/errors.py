@@ -44,6 +44,7 @@ REQUEST_TOO_LARGE: Final = ErrorKind(
 METHOD_NOT_ALLOWED: Final = ErrorKind(
     405, "invalid_request_error", "invalid_request_error", "method_not_allowed"
 )
+GATEWAY_OVERLOADED: Final = ErrorKind(503, "server_error", "overloaded_error", "gateway_overloaded")
 
 
 @dataclass(frozen=True, slots=True)

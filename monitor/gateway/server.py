@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8787
+#: uvicorn's own limit on connections (idle ones too) and requests at once, as a multiple of
+#: MONITOR_GATEWAY_MAX_CONCURRENCY: a backstop behind the app's cap on calls, answered in the
+#: same shape (:data:`~monitor.gateway.protocol.OVER_CONNECTION_LIMIT`).
+CONNECTIONS_PER_CALL: Final = 2
 
 
 def gateway_config(
@@ -38,7 +42,7 @@ def gateway_config(
         host=host,
         port=port,
         http=protocol,
-        limit_concurrency=settings.gateway_max_concurrency,
+        limit_concurrency=settings.gateway_max_concurrency * CONNECTIONS_PER_CALL,
         ws="none",
         lifespan="on",
         log_level=log_level,

@@ -2,7 +2,8 @@
 metrics out through the official OpenTelemetry SDK, on the SDK's own threads.
 
 The providers are private to the monitor (the app's global tracer and meter providers are left
-alone); a call's span is the child of the app's span that was active when the call started
+alone); a call's span is the child of the app's span that was active when the call started, or
+of the span a call through the gateway named in its ``traceparent``
 (``CallRecord.trace_parent``). Spans wait in the SDK's batch processor, bounded: when it holds
 ``max_queue`` spans not yet handed to the exporter, new ones are dropped and counted here instead
 of waiting. Export failures stay on the SDK's thread, logged once through :mod:`monitor.safety`.
@@ -200,10 +201,12 @@ class OtlpExporter:
             if self._queued - self._spans.taken >= self.max_queue:
                 self._dropped += 1
                 continue
-            self._emit_span(call, record.trace_parent)
-            self._queued += 1
+            if self._emit_span(call, record.trace_parent):
+                self._queued += 1
 
-    def _emit_span(self, call: CallSpan, parent: Sequence[int] | None) -> None:
+    def _emit_span(self, call: CallSpan, parent: Sequence[int] | None) -> bool:
+        """Start and end the span of ``call``; whether it was recorded (handed to the batch
+        processor): one whose parent was not sampled is not, under the default sampler."""
         context = Context()
         if parent is not None:
             trace_id, span_id, flags = parent
@@ -220,7 +223,9 @@ class OtlpExporter:
         )
         if call.failed:
             span.set_status(Status(StatusCode.ERROR))
+        recorded = span.is_recording()
         span.end(end_time=call.end_ns)
+        return recorded
 
     def _record_metrics(self, call: CallSpan) -> None:
         attributes = call.metric_attributes

@@ -1,5 +1,6 @@
 """A minimal OTLP/HTTP receiver on loopback: keeps the protobuf bodies POSTed to /v1/traces and
-/v1/metrics, decoded with opentelemetry-proto, for tests to read."""
+/v1/metrics, decoded with opentelemetry-proto, for tests to read; and :func:`finish`, which has
+the monitor's default recorder send it everything."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+import monitor
+from monitor.recording.recorder import set_recorder
+
+
+def finish() -> None:
+    """Write every call, then close the recorder: its sink sends the last spans and metrics."""
+    assert monitor.flush(timeout=30)
+    recorder = set_recorder(None)
+    assert recorder is not None and recorder.shutdown(timeout=30)
 
 
 def attributes(pairs: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import openai
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.trace import TracerProvider
-from otlp_receiver import OtlpReceiver, attributes
+from otlp_receiver import OtlpReceiver, attributes, finish
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from waiting import eventually
@@ -29,7 +29,7 @@ from waiting import eventually
 import monitor
 from monitor.capture.fingerprint import key_id
 from monitor.config import get_settings
-from monitor.recording.recorder import get_recorder, set_recorder
+from monitor.recording.recorder import get_recorder
 from monitor.simulator import RunningSimulator
 from monitor.store.engine import make_engine
 from monitor.store.models import ApiCall
@@ -41,24 +41,6 @@ MESSAGES = [{"role": "user", "content": "Summarise the quarterly report in three
 CACHED = 40
 #: What the conventions name, and what must never be sent.
 CONTENT_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt")
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
-    """A receiver, and the monitor's default recorder exporting to it."""
-    with OtlpReceiver() as running:
-        monkeypatch.setenv("MONITOR_OTLP_ENDPOINT", running.endpoint)
-        monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
-        get_settings.cache_clear()
-        set_recorder(None)
-        yield running
-
-
-def finish() -> None:
-    """Write every call, then close the recorder: its sink sends the last spans and metrics."""
-    assert monitor.flush(timeout=30)
-    recorder = set_recorder(None)
-    assert recorder is not None and recorder.shutdown(timeout=30)
 
 
 def stored_row() -> ApiCall:
@@ -357,3 +339,18 @@ assert not loaded, loaded
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_spans_left_unsampled_do_not_fill_the_queue(
+    receiver: OtlpReceiver, make_call_record: Callable[..., monitor.CallRecord]
+) -> None:
+    exporter = OtlpExporter(receiver.endpoint, max_queue=4)
+    unsampled = (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 0)
+    try:
+        exporter.export([make_call_record(trace_parent=unsampled) for _ in range(10)])
+        exporter.export([make_call_record()])
+    finally:
+        assert exporter.shutdown(timeout_s=30)
+    stats = exporter.stats()
+    assert (stats.queued, stats.dropped, stats.exported) == (1, 0, 1)
+    assert len(receiver.spans()) == 1
