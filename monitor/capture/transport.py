@@ -22,6 +22,7 @@ from monitor.capture.bodies import (
     request_facts,
     with_stream_usage,
 )
+from monitor.capture.client_decoding import EVERY_CODING, module_decoding
 from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
@@ -116,6 +117,7 @@ class CallStarter:
             facts, parsed = RequestFacts(), None
         record.model = facts.model
         record.stream = facts.stream
+        decoding = EVERY_CODING  # read only where the body may be rewritten
         strip = False
         if (
             api == "openai"
@@ -124,10 +126,14 @@ class CallStarter:
             and parsed is not None
             and not is_responses_path(path)  # its streams always end with their usage
         ):
+            decoding = module_decoding(http)
             request = _with_body(http, request, with_stream_usage(body, parsed))
             strip = True
         key = self._forms(headers.get("authorization"), headers.get("x-api-key"))
-        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip, key=key), request
+        observer = CallObserver(
+            record, facts, self.submit, strip_usage_chunk=strip, client_decoding=decoding, key=key
+        )
+        return observer, request
 
     def _forms(self, authorization: str | None, x_api_key: str | None) -> KeyForms:
         """The forms of every credential these headers carry, for the record to be scrubbed of
