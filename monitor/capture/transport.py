@@ -22,7 +22,7 @@ from monitor.capture.bodies import (
     request_facts,
     with_stream_usage,
 )
-from monitor.capture.client_decoding import EVERY_CODING, module_decoding
+from monitor.capture.client_decoding import EVERY_CODING, invites_undecoded, module_decoding
 from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
@@ -52,7 +52,7 @@ def header_names(*names: str) -> Mapping[bytes, str]:
 SESSION_HEADER: Final = "x-claude-code-session-id"
 SESSION_LABEL: Final = "session"
 _REQUEST_HEADERS: Final = header_names(
-    "authorization", "x-api-key", RETRY_HEADER, "user-agent", SESSION_HEADER
+    "authorization", "x-api-key", RETRY_HEADER, "user-agent", SESSION_HEADER, "accept-encoding"
 )
 #: The response headers the observer reads.
 RESPONSE_HEADERS: Final = header_names(
@@ -126,9 +126,13 @@ class CallStarter:
             and parsed is not None
             and not is_responses_path(path)  # its streams always end with their usage
         ):
+            accept_encoding = headers.get("accept-encoding")
             decoding = module_decoding(http)
-            request = _with_body(http, request, with_stream_usage(body, parsed))
-            strip = True
+            # A body the caller asked for in a coding its client does not decode reaches it as
+            # it came, usage chunk and all: then no usage is asked for (it is estimated).
+            if not invites_undecoded(decoding, accept_encoding):
+                request = _with_body(http, request, with_stream_usage(body, parsed))
+                strip = True
         key = self._forms(headers.get("authorization"), headers.get("x-api-key"))
         observer = CallObserver(
             record, facts, self.submit, strip_usage_chunk=strip, client_decoding=decoding, key=key

@@ -156,6 +156,26 @@ def test_the_record_has_the_reported_usage_whether_or_not_the_client_decodes_the
     assert tokens == reported_usage(fixed_sim)
 
 
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_a_coding_asked_for_that_the_client_does_not_decode_gets_no_added_usage_chunk(
+    fixed_sim: RunningSimulator, captured: CapturedCalls, http: types.ModuleType
+) -> None:
+    # The caller asks for zstd itself (to decode it itself, where its client does not): the
+    # body would reach it as it came, so the wrapper asks for no usage it could not take out.
+    headers = {"accept-encoding": "zstd", "x-simulate-compress": "zstd"}
+    with http.Client(base_url=fixed_sim.base_url) as plain:
+        expected = read(plain, OPENAI, {"stream": True}, headers)
+    with monitor.instrument(http.Client(base_url=fixed_sim.base_url), recorder=captured) as wrapped:
+        actual = read(wrapped, OPENAI, {"stream": True}, headers)
+    assert actual == expected and expected[0] == 200
+    record = captured.only()
+    assert record.error_type is None and record.output_tokens
+    if "zstd" in decoded_by(http):  # decoded in the client's place, the usage chunk taken out
+        assert record.usage_source == "reported"
+    else:  # counted from the text the monitor decoded for itself
+        assert record.usage_source == "estimated"
+
+
 async def test_async_caller_reads_the_same_bytes(
     fixed_sim: RunningSimulator, captured: CapturedCalls
 ) -> None:
