@@ -64,9 +64,13 @@ def _trace_parent() -> TraceParentReader | None:
     return None
 
 
-def _starter(recorder: SupportsSubmit | None, source: str) -> CallStarter:
+def _starter(recorder: SupportsSubmit | None, source: str, relayed: bool = False) -> CallStarter:
     return CallStarter(
-        _submit_to(recorder), _key_secret, source=source, trace_parent=_trace_parent()
+        _submit_to(recorder),
+        _key_secret,
+        source=source,
+        trace_parent=_trace_parent(),
+        relayed=relayed,
     )
 
 
@@ -93,13 +97,18 @@ def instrument_transport(
     *,
     recorder: SupportsSubmit | None = None,
     source: str = "wrapper",
+    relayed: bool = False,
 ) -> Any:
     """``transport`` (an ``httpx``/``httpx2`` transport, sync or async, of module ``http``)
     inside the monitored transport, for code that sends requests without a client.
 
+    ``relayed``: the response bodies go on, as they come off the transport, to a client known
+    only by its requests (a proxy's); it is taken to decode the content codings its
+    ``Accept-Encoding`` accepts, where otherwise ``http``'s clients are.
+
     >>> transport = instrument_transport(httpx2.AsyncHTTPTransport(), httpx2)  # doctest: +SKIP
     """
-    starter = _starter(recorder, source)
+    starter = _starter(recorder, source, relayed)
     return _wrap(transport, http, starter, isinstance(transport, http.AsyncBaseTransport))
 
 

@@ -22,7 +22,13 @@ from monitor.capture.bodies import (
     request_facts,
     with_stream_usage,
 )
-from monitor.capture.client_decoding import EVERY_CODING, invites_undecoded, module_decoding
+from monitor.capture.client_decoding import (
+    EVERY_CODING,
+    ClientDecoding,
+    invites_undecoded,
+    module_decoding,
+    request_decoding,
+)
 from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
@@ -63,7 +69,11 @@ _NOTED_HEADERS: Final = {**RESPONSE_HEADERS, **header_names(*_REWRITTEN_HEADERS)
 
 
 class CallStarter:
-    """Turns a request into an observer (and, for OpenAI streams, a request asking for usage)."""
+    """Turns a request into an observer (and, for OpenAI streams, a request asking for usage).
+
+    ``relayed``: the bodies go on to a client known only by its requests (the gateway's), taken
+    to decode what its ``Accept-Encoding`` accepts; else the client is one of the HTTP module's.
+    """
 
     def __init__(
         self,
@@ -72,9 +82,11 @@ class CallStarter:
         *,
         source: str = "wrapper",
         trace_parent: TraceParentReader | None = None,
+        relayed: bool = False,
     ) -> None:
         self.submit = submit
         self.source = source
+        self.relayed = relayed
         #: reads the app's active span; set only while OTLP export is on
         self.trace_parent = trace_parent
         self._key_secret = key_secret
@@ -127,7 +139,7 @@ class CallStarter:
             and not is_responses_path(path)  # its streams always end with their usage
         ):
             accept_encoding = headers.get("accept-encoding")
-            decoding = module_decoding(http)
+            decoding = self._client_decoding(http, accept_encoding)
             # A body the caller asked for in a coding its client does not decode reaches it as
             # it came, usage chunk and all: then no usage is asked for (it is estimated).
             if not invites_undecoded(decoding, accept_encoding):
@@ -138,6 +150,14 @@ class CallStarter:
             record, facts, self.submit, strip_usage_chunk=strip, client_decoding=decoding, key=key
         )
         return observer, request
+
+    def _client_decoding(
+        self, http: types.ModuleType, accept_encoding: str | None
+    ) -> ClientDecoding:
+        """What the client that reads the body decodes by itself."""
+        if self.relayed:
+            return request_decoding(accept_encoding)
+        return module_decoding(http)
 
     def _forms(self, authorization: str | None, x_api_key: str | None) -> KeyForms:
         """The forms of every credential these headers carry, for the record to be scrubbed of

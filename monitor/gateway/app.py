@@ -524,5 +524,7 @@ def create_gateway_app(
         recorder = _process_recorder()
     if guard is not None:
         recorder = _GatewaySubmit(recorder, guard)
-    transport = instrument_transport(inner, httpx2, recorder=recorder, source="gateway")
+    transport = instrument_transport(
+        inner, httpx2, recorder=recorder, source="gateway", relayed=True
+    )
     return GatewayApp(settings, transport, guard)
