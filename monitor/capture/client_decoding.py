@@ -25,10 +25,14 @@ BASELINE_CODINGS: Final = frozenset({"gzip", "deflate"})
 _REFUSED: Final = re.compile(r"\s*q\s*=\s*0(?:\.0{0,3})?\s*", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ClientDecoding:
     """A client's content codings (the monitor decodes only those it knows as well) and the most
-    of them it applies to one body (httpx2 refuses a longer chain; None: no limit)."""
+    of them it applies to one body (httpx2 refuses a longer chain; None: no limit).
+
+    Compared and hashed by identity: each one in use is made once (the functions below cache
+    them), and a cache keyed by one then costs no hash of its fields on every call.
+    """
 
     codings: frozenset[str]
     max_codings: int | None = None
