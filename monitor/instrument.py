@@ -64,15 +64,13 @@ def _trace_parent() -> TraceParentReader | None:
     return None
 
 
-def _starter(
-    recorder: SupportsSubmit | None, source: str, trace_from_headers: bool = False
-) -> CallStarter:
+def _starter(recorder: SupportsSubmit | None, source: str, relayed: bool = False) -> CallStarter:
     return CallStarter(
         _submit_to(recorder),
         _key_secret,
         source=source,
         trace_parent=_trace_parent(),
-        trace_from_headers=trace_from_headers,
+        relayed=relayed,
     )
 
 
@@ -99,18 +97,19 @@ def instrument_transport(
     *,
     recorder: SupportsSubmit | None = None,
     source: str = "wrapper",
-    trace_from_headers: bool = False,
+    relayed: bool = False,
 ) -> Any:
     """``transport`` (an ``httpx``/``httpx2`` transport, sync or async, of module ``http``)
     inside the monitored transport, for code that sends requests without a client.
 
-    With ``trace_from_headers`` (a proxy, whose caller's trace is in the request it forwards),
-    a request's valid W3C ``traceparent`` header names the parent of the call's exported span,
-    before the active span does.
+    ``relayed`` (a proxy's transport): the requests come from clients known only by their
+    requests. Such a client is taken to decode the content codings its ``Accept-Encoding``
+    accepts, where otherwise ``http``'s clients are; and a request's valid W3C ``traceparent``
+    header names the parent of the call's exported span, before the active span does.
 
     >>> transport = instrument_transport(httpx2.AsyncHTTPTransport(), httpx2)  # doctest: +SKIP
     """
-    starter = _starter(recorder, source, trace_from_headers)
+    starter = _starter(recorder, source, relayed)
     return _wrap(transport, http, starter, isinstance(transport, http.AsyncBaseTransport))
 
 

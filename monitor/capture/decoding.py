@@ -146,14 +146,23 @@ class ChainDecoder:
                 yield from self._run(index + 1, piece)
 
 
+#: The content codings :func:`decoder_for` undoes (``x-gzip`` is gzip's old name).
+DECODABLE: Final = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
+
+
+def content_codings(content_encoding: str | None) -> list[str]:
+    """The codings a ``Content-Encoding`` value lists, lower-case, in the order they were
+    applied, ``identity`` left out."""
+    names = [n.strip().lower() for n in (content_encoding or "").split(",") if n.strip()]
+    return [n for n in names if n != "identity"]
+
+
 def decoder_for(content_encoding: str | None, piece_limit: int = DEFAULT_PIECE_LIMIT) -> Decoder:
     """A decoder for a ``Content-Encoding`` header value; unknown encodings raise DecodeError."""
     if not content_encoding:  # the usual response: nothing to undo
         return IDENTITY
-    names = [n.strip().lower() for n in (content_encoding or "").split(",") if n.strip()]
-    names = [n for n in names if n != "identity"]
     decoders: list[Decoder] = []
-    for name in reversed(names):  # the last encoding listed was applied last: undo it first
+    for name in reversed(content_codings(content_encoding)):  # the last applied is undone first
         if name in ("gzip", "x-gzip"):
             decoders.append(ZlibDecoder(16 + zlib.MAX_WBITS, piece_limit))
         elif name == "deflate":

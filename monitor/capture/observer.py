@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
 from monitor.capture.bodies import ErrorInfo, RequestFacts, Usage, body_facts, estimate_tokens
+from monitor.capture.client_decoding import EVERY_CODING, ClientDecoding
 from monitor.capture.decoding import IDENTITY, DecodeError, Decoder, decoder_for
 from monitor.capture.sse import SSEEvent, SSESplitter
 from monitor.capture.streams import StreamReader, null_usage_removed, reader_for, without_null_usage
@@ -53,6 +54,7 @@ class CallObserver:
         submit: Callable[[CallRecord], None],
         *,
         strip_usage_chunk: bool = False,
+        client_decoding: ClientDecoding = EVERY_CODING,
         clock: Callable[[], float] = time.perf_counter,
         key: KeyForms | None = None,
     ) -> None:
@@ -60,6 +62,8 @@ class CallObserver:
         self._key = key
         self.facts = facts
         self.strip_usage_chunk = strip_usage_chunk
+        #: what the caller's client decodes: only such a body may be decoded in its place
+        self._client_decoding = client_decoding
         self._submit = submit
         self._clock = clock
         self._t0 = clock()
@@ -83,7 +87,12 @@ class CallObserver:
     # -- response arrives -------------------------------------------------------------------
     def on_response(self, status: int, headers: Mapping[str, str]) -> bool:
         """Note status and headers. Returns True when the body will be rewritten (decoded and
-        the usage chunk removed), so the transport must drop content-encoding/length headers."""
+        the usage chunk removed), so the transport must drop content-encoding/length headers.
+
+        A body in a coding the caller's client would not decode is not rewritten: the client
+        would hand it to the caller as it came, so it passes as it came (its usage chunk in it),
+        and the monitor reads a decoded copy.
+        """
         self._status = status
         record = self.record
         record.status_code = status
@@ -93,13 +102,17 @@ class CallObserver:
         is_sse = content_type.startswith("text/event-stream") or (
             not content_type and self.facts.stream
         )
-        self.strip_usage_chunk = self.strip_usage_chunk and is_sse and status < 400
+        encoding = headers.get("content-encoding")
+        self.strip_usage_chunk = (
+            self.strip_usage_chunk
+            and is_sse
+            and status < 400
+            and (not encoding or self._client_decoding.decodes(encoding))
+        )
         try:
-            self._decoder = decoder_for(headers.get("content-encoding"))
+            self._decoder = decoder_for(encoding)
             self._identity = self._decoder is IDENTITY
-        except DecodeError as exc:
-            if self.strip_usage_chunk:
-                self.strip_usage_chunk = False  # cannot decode: leave the bytes alone
+        except DecodeError as exc:  # a coding decodes() said no to: not rewritten either
             self._observing = False
             report_failure("decoding a response", exc)
         if is_sse:

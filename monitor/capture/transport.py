@@ -22,6 +22,13 @@ from monitor.capture.bodies import (
     request_facts,
     with_stream_usage,
 )
+from monitor.capture.client_decoding import (
+    EVERY_CODING,
+    ClientDecoding,
+    invites_undecoded,
+    module_decoding,
+    request_decoding,
+)
 from monitor.capture.clients import client_name
 from monitor.capture.fingerprint import key_from_headers, key_hint, key_id
 from monitor.capture.labels import MAX_LABEL_CHARS, current_labels
@@ -51,7 +58,7 @@ def header_names(*names: str) -> Mapping[bytes, str]:
 SESSION_HEADER: Final = "x-claude-code-session-id"
 SESSION_LABEL: Final = "session"
 _REQUEST_HEADERS: Final = header_names(
-    "authorization", "x-api-key", RETRY_HEADER, "user-agent", SESSION_HEADER
+    "authorization", "x-api-key", RETRY_HEADER, "user-agent", SESSION_HEADER, "accept-encoding"
 )
 #: The response headers the observer reads.
 RESPONSE_HEADERS: Final = header_names(
@@ -62,7 +69,12 @@ _NOTED_HEADERS: Final = {**RESPONSE_HEADERS, **header_names(*_REWRITTEN_HEADERS)
 
 
 class CallStarter:
-    """Turns a request into an observer (and, for OpenAI streams, a request asking for usage)."""
+    """Turns a request into an observer (and, for OpenAI streams, a request asking for usage).
+
+    ``relayed``: the bodies go on to a client known only by its requests (the gateway's), taken
+    to decode what its ``Accept-Encoding`` accepts, else the client is one of the HTTP module's;
+    and with export on, a request's valid ``traceparent`` names the call's parent span first.
+    """
 
     def __init__(
         self,
@@ -71,14 +83,13 @@ class CallStarter:
         *,
         source: str = "wrapper",
         trace_parent: TraceParentReader | None = None,
-        trace_from_headers: bool = False,
+        relayed: bool = False,
     ) -> None:
         self.submit = submit
         self.source = source
+        self.relayed = relayed
         #: reads the app's active span; set only while OTLP export is on
         self.trace_parent = trace_parent
-        #: a request's own valid ``traceparent`` header comes first (the gateway's caller's span)
-        self.trace_from_headers = trace_from_headers
         self._key_secret = key_secret
         self._fingerprints: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
         self._key_forms: dict[tuple[str | None, str | None], KeyForms] = {}
@@ -112,7 +123,7 @@ class CallStarter:
             record.attempt = int(retry)
         if self.trace_parent is not None:
             record.trace_parent = (
-                self.trace_from_headers
+                self.relayed
                 and header_trace_parent(request.headers.get_list(TRACEPARENT_HEADER))
             ) or self.trace_parent()
         body = _request_body(request)
@@ -122,6 +133,7 @@ class CallStarter:
             facts, parsed = RequestFacts(), None
         record.model = facts.model
         record.stream = facts.stream
+        decoding = EVERY_CODING  # read only where the body may be rewritten
         strip = False
         if (
             api == "openai"
@@ -130,10 +142,26 @@ class CallStarter:
             and parsed is not None
             and not is_responses_path(path)  # its streams always end with their usage
         ):
-            request = _with_body(http, request, with_stream_usage(body, parsed))
-            strip = True
+            accept_encoding = headers.get("accept-encoding")
+            decoding = self._client_decoding(http, accept_encoding)
+            # A body the caller asked for in a coding its client does not decode reaches it as
+            # it came, usage chunk and all: then no usage is asked for (it is estimated).
+            if not invites_undecoded(decoding, accept_encoding):
+                request = _with_body(http, request, with_stream_usage(body, parsed))
+                strip = True
         key = self._forms(headers.get("authorization"), headers.get("x-api-key"))
-        return CallObserver(record, facts, self.submit, strip_usage_chunk=strip, key=key), request
+        observer = CallObserver(
+            record, facts, self.submit, strip_usage_chunk=strip, client_decoding=decoding, key=key
+        )
+        return observer, request
+
+    def _client_decoding(
+        self, http: types.ModuleType, accept_encoding: str | None
+    ) -> ClientDecoding:
+        """What the client that reads the body decodes by itself."""
+        if self.relayed:
+            return request_decoding(accept_encoding)
+        return module_decoding(http)
 
     def _forms(self, authorization: str | None, x_api_key: str | None) -> KeyForms:
         """The forms of every credential these headers carry, for the record to be scrubbed of

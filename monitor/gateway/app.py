@@ -530,6 +530,6 @@ def create_gateway_app(
     if guard is not None:
         recorder = _GatewaySubmit(recorder, guard)
     transport = instrument_transport(
-        inner, httpx2, recorder=recorder, source="gateway", trace_from_headers=True
+        inner, httpx2, recorder=recorder, source="gateway", relayed=True
     )
     return GatewayApp(settings, transport, guard)

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import zstandard
 from capture import CapturedCalls
 from gateway_support import ANTHROPIC, KEY, MESSAGES, OPENAI, GatewayFactory, call
 
@@ -88,6 +89,43 @@ def test_same_bytes_and_same_record_as_the_wrapper(
     assert through.latency_ms is not None and through.latency_ms > 0
     if body.get("stream") and through.error_type is None:
         assert through.ttft_ms is not None
+
+
+@pytest.mark.parametrize(
+    ("accepted", "relayed_encoded"),
+    [("gzip, deflate, br, zstd", False), ("gzip, deflate, br", True)],
+    ids=["zstd accepted", "zstd not accepted"],
+)
+def test_a_body_in_a_coding_the_client_did_not_accept_is_relayed_as_it_came(
+    gateway: RunningGateway, captured: CapturedCalls, accepted: str, relayed_encoded: bool
+) -> None:
+    # The gateway's client is known by its request only: a body in a coding it accepts may be
+    # relayed decoded, the usage chunk the monitor asked for taken out; any other is relayed as
+    # the upstream sent it, that chunk inside, as the client would have had it without the
+    # gateway. The record has the reported usage either way.
+    payload = {"model": "LongCat-Flash-Chat", "messages": MESSAGES, "stream": True}
+    headers = {
+        "authorization": f"Bearer {KEY}",
+        "accept-encoding": accepted,
+        "x-simulate-compress": "zstd",
+    }
+    with (
+        httpx2.Client() as client,
+        client.stream("POST", gateway.base_url + OPENAI, json=payload, headers=headers) as response,
+    ):
+        raw = b"".join(response.iter_raw())
+        encoding = response.headers.get("content-encoding")
+    assert response.status_code == 200
+    if relayed_encoded:
+        assert encoding == "zstd"
+        events = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+        assert b'"choices":[],"usage":{' in events
+    else:
+        assert encoding is None
+        assert raw.startswith(b"data: ") and b'"usage"' not in raw
+    record = captured.only()
+    assert record.error_type is None and record.usage_source == "reported"
+    assert record.input_tokens and record.output_tokens
 
 
 def test_headers_pass_both_ways_except_hop_by_hop(

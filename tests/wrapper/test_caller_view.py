@@ -6,6 +6,7 @@ requests get identical answers and any difference would be the wrapper's doing.
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -89,33 +90,90 @@ def read(client: Any, path: str, body: dict[str, Any], headers: dict[str, str]) 
 def test_caller_reads_the_same_bytes_and_exceptions(
     fixed_sim: RunningSimulator,
     captured: CapturedCalls,
-    request: pytest.FixtureRequest,
     http: types.ModuleType,
     name: str,
     path: str,
     body: dict[str, Any],
     headers: dict[str, str],
 ) -> None:
+    sent = body
     encoding = headers.get("x-simulate-compress")
-    if encoding and encoding not in http._decoders.SUPPORTED_DECODERS:
-        # A body in an encoding the client cannot decode (it never asks for one): the plain
-        # client hands the caller the encoded bytes, but when the wrapper rewrites the stream
-        # (to take out the usage chunk it asked for) it decodes them. httpx2 decodes zstd only
-        # with its optional zstd extra (backports.zstd on Python < 3.14).
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=f"the wrapper decodes {encoding} that {http.__name__} here would not",
-                strict=True,
-            )
-        )
+    asks_usage = path == OPENAI and body.get("stream") and "stream_options" not in body
+    if asks_usage and encoding not in decoded_by(http):
+        # A body in a coding the client does not decode (nor asks for): the client hands it to
+        # the caller as it came, and so does the wrapper, which cannot take out the usage chunk
+        # it asked for without decoding it. The caller reads the server's answer to the request
+        # that went out: byte for byte what the plain client reads when it asks for usage.
+        # (httpx2 decodes zstd only with its optional zstd extra.)
+        sent = {**body, "stream_options": {"include_usage": True}}
     with http.Client(base_url=fixed_sim.base_url) as plain:
-        expected = read(plain, path, body, headers)
+        expected = read(plain, path, sent, headers)
     with monitor.instrument(http.Client(base_url=fixed_sim.base_url), recorder=captured) as wrapped:
         actual = read(wrapped, path, body, headers)
     assert actual == expected
     assert expected[1] or expected[2]  # something was read or raised: the case is not empty
     (record,) = captured.records
     assert record.status_code == expected[0]
+
+
+def decoded_by(http: types.ModuleType) -> set[str | None]:
+    """The content codings a client of ``http`` decodes (None: the body is not encoded)."""
+    return {None, *http._decoders.SUPPORTED_DECODERS}
+
+
+def reported_usage(sim: RunningSimulator) -> tuple[int, int, int]:
+    """The (input, output, total) tokens the simulator reports for the streamed chat call."""
+    payload = {
+        "model": "LongCat-Flash-Chat",
+        "max_tokens": 64,
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx2.Client(base_url=sim.base_url) as client:
+        response = client.post(OPENAI, json=payload, headers={"authorization": f"Bearer {KEY}"})
+    (usage,) = [
+        json.loads(line[len("data: ") :])["usage"]
+        for line in response.text.splitlines()
+        if line.startswith("data: {") and '"choices":[]' in line
+    ]
+    return usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]
+
+
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_the_record_has_the_reported_usage_whether_or_not_the_client_decodes_the_body(
+    fixed_sim: RunningSimulator, captured: CapturedCalls, http: types.ModuleType, encoding: str
+) -> None:
+    with monitor.instrument(http.Client(base_url=fixed_sim.base_url), recorder=captured) as wrapped:
+        answer = read(wrapped, OPENAI, {"stream": True}, {"x-simulate-compress": encoding})
+    assert answer[0] == 200 and answer[2] is None
+    # where the client decodes the body the caller reads plain events, else the encoded bytes
+    assert (answer[1].startswith(b"data: ")) == (encoding in decoded_by(http))
+    record = captured.only()
+    assert record.error_type is None and record.usage_source == "reported"
+    tokens = (record.input_tokens, record.output_tokens, record.total_tokens)
+    assert tokens == reported_usage(fixed_sim)
+
+
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_a_coding_asked_for_that_the_client_does_not_decode_gets_no_added_usage_chunk(
+    fixed_sim: RunningSimulator, captured: CapturedCalls, http: types.ModuleType
+) -> None:
+    # The caller asks for zstd itself (to decode it itself, where its client does not): the
+    # body would reach it as it came, so the wrapper asks for no usage it could not take out.
+    headers = {"accept-encoding": "zstd", "x-simulate-compress": "zstd"}
+    with http.Client(base_url=fixed_sim.base_url) as plain:
+        expected = read(plain, OPENAI, {"stream": True}, headers)
+    with monitor.instrument(http.Client(base_url=fixed_sim.base_url), recorder=captured) as wrapped:
+        actual = read(wrapped, OPENAI, {"stream": True}, headers)
+    assert actual == expected and expected[0] == 200
+    record = captured.only()
+    assert record.error_type is None and record.output_tokens
+    if "zstd" in decoded_by(http):  # decoded in the client's place, the usage chunk taken out
+        assert record.usage_source == "reported"
+    else:  # counted from the text the monitor decoded for itself
+        assert record.usage_source == "estimated"
 
 
 async def test_async_caller_reads_the_same_bytes(
