@@ -18,6 +18,7 @@ from bench.common import simulator_process
 from bench.peers import gateways, wrappers
 from bench.peers.report import (
     Table,
+    load_average,
     machine_line,
     percentile,
     source_revision,
@@ -420,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = set(args.parts.split(","))
     command = "python -m bench peers" + (" -- " + " ".join(argv) if argv else "")
     started = time.monotonic()
+    started_at = dt.datetime.now()
+    load_before = load_average()
     header = [
         f"machine: {machine_line()}",
         f"longcat-monitor at {source_revision(REPO)}",
@@ -427,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for line in header:
         print(line)
+    print(f"load average (1 min) at the start: {load_before:.2f}")
     tables: list[Table] = []
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -453,6 +457,11 @@ def main(argv: list[str] | None = None) -> None:
             tables[-1].notes += notes
             for note in notes:
                 print(f"  {note}")
+    load_after = load_average()
+    print(f"load average (1 min) at the end: {load_after:.2f}")
+    header.insert(
+        1, f"load average (1 min): {load_before:.2f} at the start, {load_after:.2f} at the end"
+    )
     header.append(f"run time: {time.monotonic() - started:.0f} s")
-    path = write(args.out, command, header, tables, dt.date.today())
+    path = write(args.out, command, header, tables, started_at)
     print(f"\nreport written to {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
