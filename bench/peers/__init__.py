@@ -8,7 +8,7 @@
 
 Peers come from the ``bench`` extra only (``pip install -e '.[bench]'``); a part whose peer is
 missing runs without it and says why. The report is printed and written to
-``bench/results/peers-<date>.md``.
+``bench/results/peers-<date>T<HHMM>.md``.
 
     python -m bench peers [-- --parts wrappers,gateways,load --calls 200 --rounds 5 --scale 1]
 """

@@ -94,15 +94,22 @@ def machine_line() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
     except (OSError, StopIteration):
         pass
-    return f"{cpu}; {machine()}; load average {os.getloadavg()[0]:.2f}"
+    return f"{cpu}; {machine()}"
+
+
+def load_average() -> float:
+    """The 1-minute load average: what else the machine was running."""
+    return os.getloadavg()[0]
 
 
 def write(
-    directory: Path, command: str, header: list[str], tables: list[Table], today: dt.date
+    directory: Path, command: str, header: list[str], tables: list[Table], started: dt.datetime
 ) -> Path:
+    """Write the report as ``peers-<date>T<HHMM>.md`` (the run's start), so runs on the same day
+    each keep their own file."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"peers-{today.isoformat()}.md"
-    text = [f"# Peers, {today.isoformat()}", "", f"Command: `{command}`", ""]
+    path = directory / f"peers-{started:%Y-%m-%dT%H%M}.md"
+    text = [f"# Peers, {started:%Y-%m-%d %H:%M}", "", f"Command: `{command}`", ""]
     text += [f"- {line}" for line in header] + [""]
     text += [table.markdown() for table in tables]
     path.write_text("\n".join(text))

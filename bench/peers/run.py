@@ -11,12 +11,14 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
+from importlib import metadata
 from pathlib import Path
 
 from bench.common import simulator_process
 from bench.peers import gateways, wrappers
 from bench.peers.report import (
     Table,
+    load_average,
     machine_line,
     percentile,
     source_revision,
@@ -56,7 +58,15 @@ def part_wrappers(stack: ExitStack, args: argparse.Namespace, home: Path) -> Tab
     table = Table(
         f"In-process wrappers: process CPU per openai SDK call, median of {args.rounds} rounds "
         f"x {args.calls} calls (flush included)",
-        ["call", "wrapper", "CPU/call us", "added us", "ratio to bare"],
+        [
+            "call",
+            "wrapper",
+            "CPU/call us",
+            "added us",
+            "ratio to bare",
+            "calls recorded with tokens",
+            "tokens",
+        ],
     )
     sim = stack.enter_context(simulator_process())
     kinds = []
@@ -70,6 +80,7 @@ def part_wrappers(stack: ExitStack, args: argparse.Namespace, home: Path) -> Tab
     sink = stack.enter_context(sink_process())
     env = {"MONITOR_DATABASE_URL": f"sqlite:///{home / 'wrapper.db'}"}
     workers: dict[str, Worker] = {}
+    patched: dict[str, dict[str, bool]] = {}
     for peer in wrappers.PEERS:
         worker = Worker("bench.peers.wrappers", peer, sim, sink, env=env)
         stack.callback(worker.close)
@@ -79,55 +90,126 @@ def part_wrappers(stack: ExitStack, args: argparse.Namespace, home: Path) -> Tab
             table.notes.append(f"{wrappers.PEER_LABELS[peer]} not measured: {exc}")
             continue
         workers[peer] = worker
+        patched[peer] = worker.call("patched")
     table.notes.append(
         "configured as each one's docs show: OpenTelemetry with an SDK TracerProvider, "
         "BatchSpanProcessor and OTLP/HTTP exporter (traces only: no MeterProvider, so its "
         "token histograms go to the no-op meter); Langfuse with its default batch exporter "
         "(OTLP/HTTP, gzip); both to a stub collector in another process"
     )
-    results = wrappers.measure(workers, kinds, args.calls, args.rounds, warmup=args.calls // 4)
+
+    def count(peer: str) -> dict[str, int] | None:
+        if peer == "monitor":
+            recorded: dict[str, int] = workers[peer].call("recorded")
+            return recorded
+        if peer == "bare":
+            return None
+        return _sink_stats(sink).get(peer, {"usage": 0, "tokens": 0})
+
+    results = wrappers.measure(
+        workers, kinds, args.calls, args.rounds, warmup=args.calls // 4, count=count
+    )
     for result in results:
-        bare = result.median("bare")
-        for peer in workers:
-            added = result.added(peer) if peer != "bare" else 0.0
-            table.rows.append(
-                [
-                    result.kind,
-                    wrappers.PEER_LABELS[peer],
-                    f"{result.median(peer) * 1e6:.0f}",
-                    "" if peer == "bare" else f"{added * 1e6:+.0f}",
-                    f"{result.median(peer) / bare:.2f}x",
-                ]
-            )
-        others = {p: result.added(p) for p in workers if p not in ("bare", "monitor")}
-        if "monitor" in workers and others:
-            ours = result.added("monitor")
-            rival, theirs = min(others.items(), key=lambda item: item[1])
-            verdict = "pass" if ours < theirs else "miss"
-            ratio = (
-                f"{theirs / ours:.1f}x ours"
-                if ours >= NOISE_US / 1e6
-                else f"ours within {NOISE_US:.0f} us of bare, no ratio"
-            )
-            table.notes.append(
-                f"{result.kind}: target 'lowest added cost of all': {verdict} "
-                f"(monitor {ours * 1e6:+.0f} us, next lowest {wrappers.PEER_LABELS[rival]} "
-                f"{theirs * 1e6:+.0f} us: {ratio})"
-            )
+        _wrapper_rows(table, result, list(workers), patched)
+    table.notes.append(
+        "calls recorded with tokens: per kind over every block (warm-up included), from the "
+        "monitor's rows in SQLite and the spans decoded at the sink, read after each block; a "
+        "peer that does not record every call is left out of the target"
+    )
     if "monitor" in workers:
         recorded = workers["monitor"].call("recorded")
         table.notes.append(
             f"monitor recorded {recorded['rows']} rows, {recorded['tokens']} tokens in SQLite"
         )
     stats = _sink_stats(sink)
-    for segment, peer in (("otel", "otel"), ("langfuse", "langfuse")):
+    for peer in ("otel", "langfuse"):
         if peer in workers:
-            got = stats.get(segment, {"requests": 0, "bytes": 0, "usage": 0})
+            got = stats.get(peer, {})
             table.notes.append(
-                f"{wrappers.PEER_LABELS[peer]} exported {got['requests']} requests, "
-                f"{got['bytes']} bytes, {got['usage']} spans with token usage, to the local sink"
+                f"{wrappers.PEER_LABELS[peer]} exported {got.get('requests', 0)} requests, "
+                f"{got.get('bytes', 0)} bytes, {got.get('spans', 0)} spans "
+                f"({got.get('usage', 0)} with token usage, {got.get('tokens', 0)} tokens; "
+                f"{got.get('undecoded', 0)} requests not OTLP traces), to the local sink"
             )
     return table
+
+
+def _not_instrumented(peer: str) -> str:
+    package = wrappers.PEER_PACKAGES[peer]
+    try:
+        version = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        version = "(version unknown)"
+    return f"not instrumented by {package} {version}"
+
+
+def _wrapper_rows(
+    table: Table,
+    result: wrappers.KindResult,
+    peers: list[str],
+    patched: dict[str, dict[str, bool]],
+) -> None:
+    """The rows of one kind of call, and the target's verdict over the peers that record it."""
+    bare = result.median("bare")
+    left_out: list[str] = []
+    for peer in peers:
+        got = result.recorded[peer]
+        median = result.median(peer)
+        added = f"{result.added(peer) * 1e6:+.0f}" if peer != "bare" else ""
+        ratio = f"{median / bare:.2f}x"
+        if peer not in ("bare", "monitor") and not got.complete:
+            recorded = f"{got.usage} of {got.calls}"
+            if got.usage == 0 and not patched[peer][result.kind]:
+                added, ratio = _not_instrumented(peer), ""
+                reason = added
+            else:
+                reason = f"records {recorded} calls with tokens"
+            left_out.append(f"{wrappers.PEER_LABELS[peer]} ({reason})")
+        table.rows.append(
+            [
+                result.kind,
+                wrappers.PEER_LABELS[peer],
+                f"{median * 1e6:.0f}",
+                added,
+                ratio,
+                "" if peer == "bare" else f"{got.usage} of {got.calls}",
+                "" if peer == "bare" else str(got.tokens),
+            ]
+        )
+    if "monitor" not in peers:
+        return
+    target = f"{result.kind}: target 'lowest added cost of all'"
+    ours = result.added("monitor")
+    mine = result.recorded["monitor"]
+    rivals = {
+        p: result.added(p)
+        for p in peers
+        if p not in ("bare", "monitor") and result.recorded[p].complete
+    }
+    if not mine.complete:
+        verdict = f"miss (monitor recorded {mine.usage} of {mine.calls} calls with tokens)"
+    elif not rivals:
+        verdict = f"n/a (monitor {ours * 1e6:+.0f} us; no other peer records every call)"
+    else:
+        rival, theirs = min(rivals.items(), key=lambda item: item[1])
+        ratio = (
+            f"{theirs / ours:.1f}x ours"
+            if ours >= NOISE_US / 1e6
+            else f"ours within {NOISE_US:.0f} us of bare, no ratio"
+        )
+        verdict = (
+            f"{'pass' if ours < theirs else 'miss'} (monitor {ours * 1e6:+.0f} us, next lowest "
+            f"{wrappers.PEER_LABELS[rival]} {theirs * 1e6:+.0f} us: {ratio})"
+        )
+    if left_out:
+        verdict += "; not compared: " + ", ".join(left_out)
+    table.notes.append(f"{target}: {verdict}")
+    tokens = {p: result.recorded[p].tokens for p in [*rivals, "monitor"]}
+    if mine.complete and len(set(tokens.values())) > 1:
+        table.notes.append(
+            f"{result.kind}: the peers recorded different token totals for the same calls: "
+            + ", ".join(f"{wrappers.PEER_LABELS[p]} {t}" for p, t in tokens.items())
+        )
 
 
 # --- parts 2 and 3 ------------------------------------------------------------------------------
@@ -339,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = set(args.parts.split(","))
     command = "python -m bench peers" + (" -- " + " ".join(argv) if argv else "")
     started = time.monotonic()
+    started_at = dt.datetime.now()
+    load_before = load_average()
     header = [
         f"machine: {machine_line()}",
         f"longcat-monitor at {source_revision(REPO)}",
@@ -346,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for line in header:
         print(line)
+    print(f"load average (1 min) at the start: {load_before:.2f}")
     tables: list[Table] = []
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -372,6 +457,11 @@ def main(argv: list[str] | None = None) -> None:
             tables[-1].notes += notes
             for note in notes:
                 print(f"  {note}")
+    load_after = load_average()
+    print(f"load average (1 min) at the end: {load_after:.2f}")
+    header.insert(
+        1, f"load average (1 min): {load_before:.2f} at the start, {load_after:.2f} at the end"
+    )
     header.append(f"run time: {time.monotonic() - started:.0f} s")
-    path = write(args.out, command, header, tables, dt.date.today())
+    path = write(args.out, command, header, tables, started_at)
     print(f"\nreport written to {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")

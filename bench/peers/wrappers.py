@@ -8,17 +8,25 @@ the flush that writes or exports what they recorded. The figure per wrapper is t
 rounds of its per-call CPU, and the added cost the median of the per-round differences from the
 bare worker of the same round.
 
+Every peer is also checked for doing its job on each kind of call: after each block the parent
+reads what the block recorded (the monitor's rows in SQLite, the other peers' spans at the sink)
+and keeps, per kind, the calls made, the calls recorded with token usage and their tokens. A peer
+that records less than every call is not comparable on that kind; the worker also says whether
+the peer replaced the SDK method the kind calls, to tell "not instrumented" from "lost on the way".
+
 Worker: ``python -m bench.peers.wrappers PEER SIMULATOR_URL SINK_URL``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +40,11 @@ PEER_LABELS = {
     "monitor": "monitor.instrument()",
     "otel": "opentelemetry-instrumentation-openai-v2",
     "langfuse": "langfuse.openai",
+}
+PEER_PACKAGES = {
+    "monitor": "longcat-monitor",
+    "otel": "opentelemetry-instrumentation-openai-v2",
+    "langfuse": "langfuse",
 }
 
 
@@ -63,19 +76,30 @@ def responses_stream(client: Any) -> None:
         pass
 
 
+CHAT = "openai.resources.chat.completions.Completions.create"
+RESPONSES = "openai.resources.responses.Responses.create"
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
     call: Callable[[Any], None]
     path: str  # the simulator must serve it, else the row is skipped and the report says so
+    method: str  # the SDK method a peer that patches openai has to wrap to see the call
 
 
 KINDS = (
-    Kind("chat body", chat_body, "/openai/v1/chat/completions"),
-    Kind("chat stream", chat_stream, "/openai/v1/chat/completions"),
-    Kind("responses body", responses_body, "/openai/v1/responses"),
-    Kind("responses stream", responses_stream, "/openai/v1/responses"),
+    Kind("chat body", chat_body, "/openai/v1/chat/completions", CHAT),
+    Kind("chat stream", chat_stream, "/openai/v1/chat/completions", CHAT),
+    Kind("responses body", responses_body, "/openai/v1/responses", RESPONSES),
+    Kind("responses stream", responses_stream, "/openai/v1/responses", RESPONSES),
 )
+
+
+def _sdk_method(path: str) -> object:
+    """The object the class holds under that name (a wrapper, once a peer has patched it)."""
+    module, cls, name = path.rsplit(".", 2)
+    return inspect.getattr_static(getattr(import_module(module), cls), name)
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -127,6 +151,7 @@ def _client_and_flush(peer: str, simulator: str, sink: str) -> tuple[Any, Callab
 def _serve(peer: str, simulator: str, sink: str) -> None:
     from bench.peers.worker import serve
 
+    unpatched = {kind.method: _sdk_method(kind.method) for kind in KINDS}
     client, flush = _client_and_flush(peer, simulator, sink)
     kinds = {kind.name: kind.call for kind in KINDS}
 
@@ -140,20 +165,41 @@ def _serve(peer: str, simulator: str, sink: str) -> None:
         return time.process_time() - start
 
     def recorded() -> dict[str, int] | None:
-        """Rows and tokens the monitor wrote (other peers are counted at the sink)."""
+        """Rows, rows with tokens and tokens the monitor wrote (other peers: at the sink)."""
         url = os.environ.get("MONITOR_DATABASE_URL", "")
         if peer != "monitor" or not url.startswith("sqlite:///"):
             return None
         with sqlite3.connect(Path(url.removeprefix("sqlite:///"))) as db:
-            rows, tokens = db.execute(
-                "SELECT count(*), coalesce(sum(total_tokens), 0) FROM api_calls"
+            rows, usage, tokens = db.execute(
+                "SELECT count(*), count(total_tokens), coalesce(sum(total_tokens), 0)"
+                " FROM api_calls"
             ).fetchone()
-        return {"rows": rows, "tokens": tokens}
+        return {"rows": rows, "usage": usage, "tokens": tokens}
 
-    serve({"run": run, "recorded": recorded})
+    def patched() -> dict[str, bool]:
+        """Per kind, whether this process's SDK method for it was replaced (by the peer)."""
+        return {kind.name: _sdk_method(kind.method) is not unpatched[kind.method] for kind in KINDS}
+
+    serve({"run": run, "recorded": recorded, "patched": patched})
 
 
 # --- the parent ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """What a peer recorded of one kind of call, over every block of it (warm-up included)."""
+
+    calls: int = 0
+    usage: int = 0  # calls recorded with token usage
+    tokens: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.calls > 0 and self.usage == self.calls
+
+
+Counter = Callable[[str], Mapping[str, int] | None]  # peer -> its running totals, None: bare
 
 
 @dataclass
@@ -162,6 +208,7 @@ class KindResult:
     calls: int
     rounds: int
     per_call_s: dict[str, list[float]] = field(default_factory=dict)
+    recorded: dict[str, Recorded] = field(default_factory=dict)
 
     def median(self, peer: str) -> float:
         return sorted(self.per_call_s[peer])[len(self.per_call_s[peer]) // 2]
@@ -175,20 +222,45 @@ class KindResult:
 
 
 def measure(
-    workers: dict[str, Any], kinds: list[Kind], calls: int, rounds: int, warmup: int
+    workers: dict[str, Any],
+    kinds: list[Kind],
+    calls: int,
+    rounds: int,
+    warmup: int,
+    count: Counter,
 ) -> list[KindResult]:
+    """Time each worker's blocks; ``count(peer)`` gives the peer's running totals of records
+    (``usage``: with tokens, ``tokens``), read after every block to credit it to its kind."""
     names = list(workers)
+    results = {
+        kind.name: KindResult(
+            kind.name, calls, rounds, {n: [] for n in names}, {n: Recorded() for n in names}
+        )
+        for kind in kinds
+    }
+    totals = {name: count(name) for name in names}
+
+    def run(name: str, kind: str, n: int) -> float:
+        cpu: float = workers[name].call("run", kind=kind, calls=n)
+        after = count(name)
+        before = totals[name]
+        if after is not None and before is not None:
+            got = results[kind].recorded[name]
+            got.usage += after["usage"] - before["usage"]
+            got.tokens += after["tokens"] - before["tokens"]
+        results[kind].recorded[name].calls += n
+        totals[name] = after
+        return cpu
+
     for kind in kinds:
-        for worker in workers.values():
-            worker.call("run", kind=kind.name, calls=warmup)
-    results = [KindResult(kind.name, calls, rounds, {n: [] for n in names}) for kind in kinds]
+        for name in names:
+            run(name, kind.name, warmup)
     for r in range(rounds):
-        for kind, result in zip(kinds, results, strict=True):
+        for kind in kinds:
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
-                cpu = workers[name].call("run", kind=kind.name, calls=calls)
-                result.per_call_s[name].append(cpu / calls)
-    return results
+                results[kind.name].per_call_s[name].append(run(name, kind.name, calls) / calls)
+    return list(results.values())
 
 
 if __name__ == "__main__":
