@@ -10,7 +10,8 @@ counted. Every thread is counted, the writer's SQLite inserts included, and show
 writer sleeps while the calls run (its batch is not full, its interval long) and writes their
 records, one batch a loop, when flushed, between markers of its own. The heap is collected
 before each case and start-up's objects frozen, so a collection does not fall in one loop and
-not the other.
+not the other. Every driver runs with the same hash seed (``HASH_SEED``), and without the
+writer's idle WAL checkpoint (timed by the clock), so that two trees' counts differ by their code.
 
 Instructions are not time: the microseconds printed are an estimate, converting the added
 instructions at the rate of the bare client (instructions per call under callgrind over CPU
@@ -50,10 +51,12 @@ KINDS = ("body", "stream")
 #: The calls each case makes before it is measured: pools, caches and first-use paths.
 WARM_CALLS = 30
 _DUMP = re.compile(r"\.(\d+)$")
+#: Every driver hashes strings with this seed: a process's hash seed moves every count in it by
+#: up to a percent (which dict slots collide), so both trees are counted with the same one.
+HASH_SEED = "0"
 #: The most a case's added instructions per call may be, as a multiple of the baseline tree's
-#: (the previous release's): at most 10% more. A case's added count moves by up to about 1.5%
-#: from run to run of the same code (two copies of one commit: 0.99x to 1.01x; see
-#: docs/performance-log.md, 2026-12-05), so the limit needs no margin for noise.
+#: (the previous release's): at most 10% more. Two runs of the same code differ by under 0.5% a
+#: case (docs/performance-log.md, 2026-12-05), so the limit needs no margin for noise.
 REGRESSION_LIMIT = 1.10
 #: The tags that name releases; the newest in the checkout's history is "the previous release".
 RELEASE_TAGS = "v*"
@@ -173,7 +176,10 @@ def _driver_command(tree: str | None, cases: str, modes: str, calls: int, rounds
 
 
 def _driver_output(command: list[str]) -> dict[str, Any]:
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    environment = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
+    done = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{command[0]} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
