@@ -55,8 +55,8 @@ _DUMP = re.compile(r"\.(\d+)$")
 #: up to a percent (which dict slots collide), so both trees are counted with the same one.
 HASH_SEED = "0"
 #: The most a case's added instructions per call may be, as a multiple of the baseline tree's
-#: (the previous release's): at most 10% more. Two runs of the same code differ by under 0.5% a
-#: case (docs/performance-log.md, 2026-12-05), so the limit needs no margin for noise.
+#: (the previous release's): at most 10% more. Two copies of the same code come within 1% of each
+#: other a case (docs/performance-log.md, 2026-12-05), so the limit needs no margin for noise.
 REGRESSION_LIMIT = 1.10
 #: The tags that name releases; the newest in the checkout's history is "the previous release".
 RELEASE_TAGS = "v*"
