@@ -1,7 +1,9 @@
 """``python -m bench [NAME ...]``: run the benchmarks (all of them when no name is given).
 
 Each prints its figures as ratios against a baseline measured in the same run; options after
-``--`` go to a single named benchmark, e.g. ``python -m bench wrapper -- --calls 500``.
+``--`` go to a single named benchmark, e.g. ``python -m bench wrapper -- --calls 500``. The exit
+status is the highest a benchmark returned (``wrapper-instructions`` returns 1 when a case misses
+its regression check), 0 when none returned one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main(argv: list[str]) -> int:
     if options and len(names) != 1:
         print("options after -- need exactly one benchmark name")
         return 2
+    status = 0
     for name in names or list(BENCHMARKS):
         try:
             module = importlib.import_module(BENCHMARKS[name])
@@ -40,8 +43,8 @@ def main(argv: list[str]) -> int:
             print(f"{name}: not available ({exc})")
             continue
         print(f"== {name}", flush=True)
-        module.main(options)
-    return 0
+        status = max(status, module.main(options) or 0)
+    return status
 
 
 if __name__ == "__main__":
