@@ -300,12 +300,29 @@ RESPONSES_FINAL_EVENTS: Final = frozenset(
 _RESPONSES_DELTA_TEXT: Final = re.compile(rb'"delta"\s*:\s*"((?:[^"\\]|\\.)+)"')
 _EVENT_TYPE: Final = re.compile(rb'"type"\s*:\s*"([^"\\]{1,100})"')
 #: Where an event that must be read alone starts: a final event or an error, by its ``event:``
-#: line or by the ``type`` in its data (a stream may send data lines only).
-_RESPONSES_SPECIAL: Final = re.compile(
-    rb"^event: ?(?:response\.(?:completed|failed|incomplete)|error)\b"
-    rb'|"type"\s*:\s*"(?:response\.(?:completed|failed|incomplete)|error)"',
-    re.MULTILINE,
+#: line or by the ``type`` in its data (a stream may send data lines only). Two patterns, each
+#: starting with a literal, which the regex engine looks for first: one pattern of both, or one
+#: anchored at line starts, tries every position of a piece (about 10x slower on a created or
+#: final event, which holds the whole response).
+_RESPONSES_SPECIAL_LINE: Final = re.compile(
+    rb"event: ?(?:response\.(?:completed|failed|incomplete)|error)\b"
 )
+_RESPONSES_SPECIAL_TYPE: Final = re.compile(
+    rb'"type"\s*:\s*"(?:response\.(?:completed|failed|incomplete)|error)"'
+)
+
+
+def _responses_special(piece: bytes) -> int:
+    """Where the first event of ``piece`` that must be read alone starts; -1: none."""
+    at = -1
+    for found in _RESPONSES_SPECIAL_LINE.finditer(piece):
+        start = found.start()
+        if start == 0 or piece[start - 1] == 0x0A:  # an ``event:`` field starts its line
+            at = start
+            break
+    if typed := _RESPONSES_SPECIAL_TYPE.search(piece):
+        at = typed.start() if at < 0 else min(at, typed.start())
+    return at
 
 
 class ResponsesStreamReader(StreamReader):
@@ -366,7 +383,7 @@ class ResponsesStreamReader(StreamReader):
             super()._error_event(payload)
 
     def consume_whole(self, piece: bytes, usage_free: bool = False) -> bool:
-        if _RESPONSES_SPECIAL.search(piece) is not None:
+        if _responses_special(piece) >= 0:
             return False
         if self.model is None:
             self._note_model(piece)
@@ -375,8 +392,7 @@ class ResponsesStreamReader(StreamReader):
         return True
 
     def special_at(self, piece: bytes) -> int:
-        found = _RESPONSES_SPECIAL.search(piece)
-        return found.start() if found else -1
+        return _responses_special(piece)
 
 
 class OtherStreamReader(StreamReader):
