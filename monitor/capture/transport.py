@@ -123,8 +123,7 @@ class CallStarter:
             record.attempt = int(retry)
         if self.trace_parent is not None:
             record.trace_parent = (
-                self.relayed
-                and header_trace_parent(request.headers.get_list(TRACEPARENT_HEADER))
+                self.relayed and header_trace_parent(request.headers.get_list(TRACEPARENT_HEADER))
             ) or self.trace_parent()
         body = _request_body(request)
         if body and len(body) <= REQUEST_PARSE_LIMIT and api != "other":

@@ -57,6 +57,7 @@ _FLUSH_POLL_S: Final = 0.05
 #: tried again (and the spool replayed).
 DEFAULT_RETRY_INTERVAL_S: Final = 5.0
 
+
 class Sink(Protocol):
     """Where batches go. Every method is called from the recorder's one writer thread."""
 

@@ -49,13 +49,68 @@ KNOWN_MODELS = (
 )
 
 _LOREM = (
-    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do",
-    "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna", "aliqua", "enim",
-    "ad", "minim", "veniam", "quis", "nostrud", "exercitation", "ullamco", "laboris", "nisi",
-    "aliquip", "ex", "ea", "commodo", "consequat", "duis", "aute", "irure", "in", "reprehenderit",
-    "voluptate", "velit", "esse", "cillum", "fugiat", "nulla", "pariatur", "excepteur", "sint",
-    "occaecat", "cupidatat", "non", "proident", "sunt", "culpa", "qui", "officia", "deserunt",
-    "mollit", "anim", "id", "est", "laborum",
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+    "incididunt",
+    "ut",
+    "labore",
+    "et",
+    "dolore",
+    "magna",
+    "aliqua",
+    "enim",
+    "ad",
+    "minim",
+    "veniam",
+    "quis",
+    "nostrud",
+    "exercitation",
+    "ullamco",
+    "laboris",
+    "nisi",
+    "aliquip",
+    "ex",
+    "ea",
+    "commodo",
+    "consequat",
+    "duis",
+    "aute",
+    "irure",
+    "in",
+    "reprehenderit",
+    "voluptate",
+    "velit",
+    "esse",
+    "cillum",
+    "fugiat",
+    "nulla",
+    "pariatur",
+    "excepteur",
+    "sint",
+    "occaecat",
+    "cupidatat",
+    "non",
+    "proident",
+    "sunt",
+    "culpa",
+    "qui",
+    "officia",
+    "deserunt",
+    "mollit",
+    "anim",
+    "id",
+    "est",
+    "laborum",
 )
 
 
@@ -439,52 +494,88 @@ class _ErrorKind:
 
 _FAULT_ERRORS: dict[Fault, _ErrorKind] = {
     Fault.AUTH: _ErrorKind(
-        401, "authentication_error", "invalid_api_key", "authentication_error",
+        401,
+        "authentication_error",
+        "invalid_api_key",
+        "authentication_error",
         "Invalid API key provided.",
     ),
     Fault.PERMISSION: _ErrorKind(
-        403, "permission_error", "permission_denied", "permission_error",
+        403,
+        "permission_error",
+        "permission_denied",
+        "permission_error",
         "Your API key does not have permission to use the specified resource.",
     ),
     Fault.RATE_LIMIT: _ErrorKind(
-        429, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error",
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "rate_limit_error",
         "Rate limit exceeded, please retry after 60 seconds.",
     ),
     Fault.BAD_REQUEST: _ErrorKind(
-        400, "invalid_request_error", "invalid_request", "invalid_request_error",
+        400,
+        "invalid_request_error",
+        "invalid_request",
+        "invalid_request_error",
         "Invalid request: the request body could not be processed.",
     ),
     Fault.NOT_FOUND: _ErrorKind(
-        404, "invalid_request_error", "model_not_found", "not_found_error",
+        404,
+        "invalid_request_error",
+        "model_not_found",
+        "not_found_error",
         "The requested model or resource was not found.",
     ),
     Fault.SERVER_ERROR: _ErrorKind(
-        500, "server_error", "internal_error", "api_error",
+        500,
+        "server_error",
+        "internal_error",
+        "api_error",
         "The server had an error while processing your request.",
     ),
     Fault.OVERLOADED: _ErrorKind(
-        503, "server_error", "service_unavailable", "overloaded_error", "Overloaded",
+        503,
+        "server_error",
+        "service_unavailable",
+        "overloaded_error",
+        "Overloaded",
     ),
     Fault.QUOTA_EXHAUSTED: _ErrorKind(
-        402, "insufficient_quota", "insufficient_quota", "billing_error",
+        402,
+        "insufficient_quota",
+        "insufficient_quota",
+        "billing_error",
         "Insufficient token quota or balance: the daily quota is used up and the balance is empty.",
     ),
     Fault.INSUFFICIENT_QUOTA: _ErrorKind(
-        403, "permission_error", "insufficient_quota", "permission_error",
+        403,
+        "permission_error",
+        "insufficient_quota",
+        "permission_error",
         "This API key has exhausted its quota.",
     ),
     Fault.BAD_GATEWAY: _ErrorKind(
-        502, "server_error", "bad_gateway", "api_error", "Bad gateway.",
+        502,
+        "server_error",
+        "bad_gateway",
+        "api_error",
+        "Bad gateway.",
     ),
     Fault.SERVICE_UNAVAILABLE: _ErrorKind(
-        503, "server_error", "service_unavailable", "api_error",
+        503,
+        "server_error",
+        "service_unavailable",
+        "api_error",
         "The service is temporarily unavailable.",
     ),
 }
 
 
-def error_reply(api: Api, status: int, error_type: str, message: str,
-                code: str | None = None) -> ErrorReply:
+def error_reply(
+    api: Api, status: int, error_type: str, message: str, code: str | None = None
+) -> ErrorReply:
     """An error in the endpoint's own shape."""
     if api is Api.OPENAI:
         body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
@@ -662,5 +753,3 @@ def make_encoder(compression: Compression) -> Encoder:
 def compress(compression: Compression, data: bytes) -> bytes:
     encoder = make_encoder(compression)
     return encoder.encode(data) + encoder.finish()
-
-

@@ -15,4 +15,3 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"no upsert for the {conn.dialect.name} dialect")
-

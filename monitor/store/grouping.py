@@ -164,9 +164,7 @@ def grouped_calls_sql(
             f"SELECT {keys}, error_type, lb, tb, CAST(count(*) AS INTEGER) AS n, {sums}, "
             f"{extremes} FROM calls GROUP BY {keys}, error_type, lb, tb"
         )
-        resummed = ", ".join(
-            f"sum(CAST({name} AS DOUBLE PRECISION)) AS {name}" for name in summed
-        )
+        resummed = ", ".join(f"sum(CAST({name} AS DOUBLE PRECISION)) AS {name}" for name in summed)
         grouped = (
             f"SELECT {keys}, error_type, lb, tb, GROUPING(error_type, lb, tb) AS part, "
             f"CAST(sum(n) AS INTEGER) AS n, {resummed}, min(latency_min) AS latency_min, "

@@ -64,4 +64,3 @@ def advance_watermark(conn: Connection, name: str, watermark: datetime, *, now: 
             },
         )
     )
-

@@ -24,9 +24,7 @@ def test_normal_exit_writes_what_is_queued_within_the_exit_timeout(sqlite_url: s
     exit_took = time.time() - done.figures["exit_started"]
     assert exit_took < 10
     assert rows_and_distinct(sqlite_url) == (5_000, 5_000)
-    print(
-        f"exit wrote 5,000 queued records in {exit_took:.2f}s ({time.time() - started:.1f}s run)"
-    )
+    print(f"exit wrote 5,000 queued records in {exit_took:.2f}s ({time.time() - started:.1f}s run)")
 
 
 def test_exit_with_the_database_down_is_bounded_and_spools(tmp_path: Path) -> None:

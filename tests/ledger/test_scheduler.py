@@ -160,8 +160,7 @@ def test_three_schedulers_send_one_email_per_crossing(pg_engine: Engine) -> None
             )
         stops = [threading.Event() for _ in runners]
         threads = [
-            threading.Thread(target=loop, args=(r, s))
-            for r, s in zip(runners, stops, strict=True)
+            threading.Thread(target=loop, args=(r, s)) for r, s in zip(runners, stops, strict=True)
         ]
         for t in threads:
             t.start()

@@ -146,9 +146,12 @@ def test_keys_via_bearer_missing_and_revoked(sim: RunningSimulator) -> None:
     ) as bearer:
         assert bearer.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES).content
 
-    with anthropic.Anthropic(
-        base_url=sim.anthropic_base_url, api_key="key-revoked", max_retries=0
-    ) as revoked, pytest.raises(anthropic.AuthenticationError):
+    with (
+        anthropic.Anthropic(
+            base_url=sim.anthropic_base_url, api_key="key-revoked", max_retries=0
+        ) as revoked,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
         revoked.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
 
 
@@ -159,7 +162,10 @@ def test_cut_stream_ends_in_a_connection_error_after_some_content(
     # it wraps it in APIConnectionError. Either way the caller sees a broken connection caused by
     # the server closing the body early, after some content and before message_stop.
     stream = client.messages.create(
-        model=MODEL, max_tokens=256, messages=MESSAGES, stream=True,
+        model=MODEL,
+        max_tokens=256,
+        messages=MESSAGES,
+        stream=True,
         extra_headers=fault("cut_stream"),
     )
     kinds: list[str] = []
@@ -178,7 +184,10 @@ def test_cut_stream_ends_in_a_connection_error_after_some_content(
 
 def test_stream_error_event(client: anthropic.Anthropic) -> None:
     stream = client.messages.create(
-        model=MODEL, max_tokens=256, messages=MESSAGES, stream=True,
+        model=MODEL,
+        max_tokens=256,
+        messages=MESSAGES,
+        stream=True,
         extra_headers=fault("stream_error"),
     )
     kinds: list[str] = []
@@ -187,7 +196,8 @@ def test_stream_error_event(client: anthropic.Anthropic) -> None:
             kinds.append(event.type)
     assert "content_block_delta" in kinds
     assert caught.value.body == {
-        "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
     }
 
 
@@ -199,9 +209,9 @@ def test_no_usage_fault(client: anthropic.Anthropic) -> None:
 
 
 def test_fault_times_let_sdk_retries_succeed(sim: RunningSimulator) -> None:
-    headers = fault("overloaded", **{
-        "x-simulate-fault-times": "2", "x-simulate-retry-after-ms": "5"
-    })
+    headers = fault(
+        "overloaded", **{"x-simulate-fault-times": "2", "x-simulate-retry-after-ms": "5"}
+    )
     with anthropic.Anthropic(
         base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=2
     ) as retrying:
@@ -213,9 +223,7 @@ def test_fault_times_let_sdk_retries_succeed(sim: RunningSimulator) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
-def test_compressed_responses_decode_in_the_sdk(
-    client: anthropic.Anthropic, encoding: str
-) -> None:
+def test_compressed_responses_decode_in_the_sdk(client: anthropic.Anthropic, encoding: str) -> None:
     headers = {"x-simulate-compress": encoding}
     message = client.messages.create(
         model=MODEL, max_tokens=64, messages=MESSAGES, extra_headers=headers
@@ -230,10 +238,11 @@ def test_compressed_responses_decode_in_the_sdk(
 
 
 async def test_async_client_stream(sim: RunningSimulator) -> None:
-    async with anthropic.AsyncAnthropic(
-        base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=0
-    ) as client, client.messages.stream(
-        model=MODEL, max_tokens=64, messages=MESSAGES
-    ) as stream:
+    async with (
+        anthropic.AsyncAnthropic(
+            base_url=sim.anthropic_base_url, api_key="sk-test", max_retries=0
+        ) as client,
+        client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
+    ):
         final = await stream.get_final_message()
     assert final.usage.output_tokens > 0

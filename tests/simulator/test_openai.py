@@ -16,9 +16,7 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the quota rules in
 
 @pytest.fixture(scope="module")
 def client(sim: RunningSimulator) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=sim.openai_base_url, api_key="sk-test", max_retries=0
-    ) as client:
+    with openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-test", max_retries=0) as client:
         yield client
 
 
@@ -64,16 +62,12 @@ def test_max_tokens_caps_output(client: openai.OpenAI) -> None:
     assert completion.usage.completion_tokens == 5
     assert completion.choices[0].finish_reason == "length"
 
-    capped = client.chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_completion_tokens=3
-    )
+    capped = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_completion_tokens=3)
     assert capped.usage is not None and capped.usage.completion_tokens == 3
 
 
 def test_thinking_model_reports_reasoning_tokens(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.create(
-        model="LongCat-Flash-Thinking", messages=MESSAGES
-    )
+    completion = client.chat.completions.create(model="LongCat-Flash-Thinking", messages=MESSAGES)
     usage = completion.usage
     assert usage is not None and usage.completion_tokens_details is not None
     reasoning = usage.completion_tokens_details.reasoning_tokens or 0
@@ -150,9 +144,7 @@ def test_status_faults_raise_the_sdk_error(
     client: openai.OpenAI, name: Fault, error: type[openai.APIStatusError], status: int
 ) -> None:
     with pytest.raises(error) as caught:
-        client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, extra_headers=fault(name)
-        )
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=fault(name))
     assert caught.value.status_code == status
     assert caught.value.response.headers["x-request-id"].startswith("req_")
     assert isinstance(caught.value.body, dict)
@@ -183,9 +175,12 @@ def test_context_length_message(client: openai.OpenAI) -> None:
 
 
 def test_missing_and_revoked_keys_are_refused(sim: RunningSimulator) -> None:
-    with openai.OpenAI(
-        base_url=sim.openai_base_url, api_key="sk-revoked-1", max_retries=0
-    ) as revoked, pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(
+            base_url=sim.openai_base_url, api_key="sk-revoked-1", max_retries=0
+        ) as revoked,
+        pytest.raises(openai.AuthenticationError),
+    ):
         revoked.chat.completions.create(model=MODEL, messages=MESSAGES)
 
 
@@ -221,21 +216,20 @@ def test_hang_hits_the_client_timeout(client: openai.OpenAI) -> None:
 
 
 def test_fault_times_let_sdk_retries_succeed(sim: RunningSimulator) -> None:
-    headers = fault("server_error", **{
-        "x-simulate-fault-times": "2", "x-simulate-retry-after-ms": "5"
-    })
-    with openai.OpenAI(
-        base_url=sim.openai_base_url, api_key="sk-test", max_retries=2
-    ) as retrying:
+    headers = fault(
+        "server_error", **{"x-simulate-fault-times": "2", "x-simulate-retry-after-ms": "5"}
+    )
+    with openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-test", max_retries=2) as retrying:
         raw = retrying.chat.completions.with_raw_response.create(
             model=MODEL, messages=MESSAGES, extra_headers=headers
         )
         assert raw.retries_taken == 2
         assert raw.parse().choices[0].message.content
 
-    with openai.OpenAI(
-        base_url=sim.openai_base_url, api_key="sk-test", max_retries=1
-    ) as too_few, pytest.raises(openai.InternalServerError):
+    with (
+        openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-test", max_retries=1) as too_few,
+        pytest.raises(openai.InternalServerError),
+    ):
         too_few.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=headers)
 
 

@@ -45,8 +45,9 @@ def test_header_names_and_fault_values_are_case_insensitive() -> None:
     assert sim.compress is Compression.GZIP
 
 
-@pytest.mark.parametrize(("attempt", "applies"), [(None, True), ("0", True), ("1", True),
-                                                  ("2", False), ("5", False)])
+@pytest.mark.parametrize(
+    ("attempt", "applies"), [(None, True), ("0", True), ("1", True), ("2", False), ("5", False)]
+)
 def test_fault_times_counts_sdk_attempts(attempt: str | None, applies: bool) -> None:
     headers = {"x-simulate-fault": "server_error", "x-simulate-fault-times": "2"}
     if attempt is not None:
@@ -147,8 +148,11 @@ def test_anthropic_stream_exact_framing() -> None:
     events = anthropic_stream(plan, message_id="msg_1").events()
     names = [e.data.split(b"\n", 1)[0] for e in events]
     assert names[:3] == [b"event: message_start", b"event: content_block_start", b"event: ping"]
-    assert names[-3:] == [b"event: content_block_stop", b"event: message_delta",
-                          b"event: message_stop"]
+    assert names[-3:] == [
+        b"event: content_block_stop",
+        b"event: message_delta",
+        b"event: message_stop",
+    ]
     assert all(e.data.endswith(b"}\n\n") and e.data.count(b"\ndata: ") == 1 for e in events)
     delta = _data(events[-2].data)
     assert delta["usage"] == {"output_tokens": plan.completion_tokens}
@@ -165,8 +169,10 @@ def test_fault_replies_per_api() -> None:
     assert fault_reply(Api.OPENAI, Fault.OVERLOADED).status == 503
     overloaded = fault_reply(Api.ANTHROPIC, Fault.OVERLOADED)
     assert overloaded.status == 529
-    assert overloaded.body == {"type": "error",
-                               "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert overloaded.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
 
 
 def _decompressor(compression: Compression) -> Any:

@@ -15,9 +15,7 @@ MODEL = "LongCat-2.0"
 
 @pytest.fixture(scope="module")
 def client(sim: RunningSimulator) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=sim.openai_base_url, api_key="sk-test", max_retries=0
-    ) as client:
+    with openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-test", max_retries=0) as client:
         yield client
 
 
