@@ -218,11 +218,11 @@ def insert_calls(
     if dialect != "sqlite":
         _copy_to_postgres(conn, driver_rows(dialect, records, host))
         return
-    for statement, parameters in sqlite_statements(records, host):
+    for statement, parameters in _sqlite_statements(records, host):
         conn.exec_driver_sql(statement, parameters)
 
 
-def sqlite_statements(
+def _sqlite_statements(
     records: Sequence[CallRecord], host: str
 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """The INSERTs that store ``records`` in SQLite, each with its parameters, built as they
